@@ -1,0 +1,35 @@
+# CXR Atlas: compare how chest X-ray foundation models see the same images.
+# manifest -> shared sample -> sharded embeddings per model -> kNN/UMAP/clusters -> atlas Parquet
+
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, schema="src/cxratlas/schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    shard=r"\d+",
+
+
+include: "rules/ingest.smk"
+include: "rules/sample.smk"
+include: "rules/embed.smk"
+include: "rules/reduce.smk"
+include: "rules/atlas.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/atlas/atlas.parquet",
+        "results/atlas/state.json",

@@ -1,0 +1,38 @@
+rule thumbnails:
+    input:
+        sample="results/sample/sample.parquet",
+    output:
+        thumbnails="results/thumbnails/shard-{shard}.parquet",
+    log:
+        "logs/thumbnails/shard-{shard}.log",
+    conda:
+        "../envs/ingest.yaml"
+    params:
+        size=config["atlas"]["thumbnail_size"],
+    script:
+        "../scripts/thumbnails.py"
+
+
+rule atlas:
+    input:
+        sample="results/sample/sample.parquet",
+        manifest="results/manifest.parquet",
+        reduced=expand("results/reduce/{model}/reduced.parquet", model=MODELS),
+        thumbnails=expand("results/thumbnails/shard-{shard}.parquet", shard=SHARDS),
+    output:
+        atlas="results/atlas/atlas.parquet",
+        state="results/atlas/state.json",
+        summary="results/atlas/summary.json",
+    log:
+        "logs/atlas.log",
+    benchmark:
+        "logs/benchmarks/atlas.tsv"
+    conda:
+        "../envs/atlas.yaml"
+    params:
+        models=MODELS,
+        metadata_columns=config["atlas"]["metadata_columns"],
+        hash_ids=config["atlas"]["hash_ids"],
+        salt=config["atlas"]["salt"],
+    script:
+        "../scripts/atlas.py"

@@ -1,0 +1,52 @@
+rule fit_model:
+    input:
+        sample="results/sample/sample.parquet",
+    output:
+        state="results/models/{model}/state.npz",
+    log:
+        "logs/fit_model/{model}.log",
+    benchmark:
+        "logs/benchmarks/fit_model/{model}.tsv"
+    conda:
+        "../envs/embed.yaml"
+    params:
+        entry=model_entry,
+        seed=config["sample"]["seed"],
+    script:
+        "../scripts/fit_model.py"
+
+
+rule embed_shard:
+    input:
+        unpack(model_state),
+        sample="results/sample/sample.parquet",
+    output:
+        shard="results/embeddings/{model}/shard-{shard}.parquet",
+        report="results/embeddings/{model}/shard-{shard}.report.json",
+    log:
+        "logs/embed/{model}/shard-{shard}.log",
+    benchmark:
+        "logs/benchmarks/embed/{model}/shard-{shard}.tsv"
+    conda:
+        "../envs/embed.yaml"
+    params:
+        entry=model_entry,
+        num_workers=config["extract"]["num_workers"],
+        device=config["extract"]["device"],
+    script:
+        "../scripts/embed_shard.py"
+
+
+rule merge_embeddings:
+    input:
+        shards=model_shards,
+    output:
+        embeddings="results/embeddings/{model}.parquet",
+    log:
+        "logs/merge_embeddings/{model}.log",
+    benchmark:
+        "logs/benchmarks/merge_embeddings/{model}.tsv"
+    conda:
+        "../envs/ingest.yaml"
+    script:
+        "../scripts/merge_embeddings.py"

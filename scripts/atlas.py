@@ -1,0 +1,22 @@
+"""Rule atlas: the wide Parquet file and the linked-view state for Embedding Atlas."""
+
+import _bootstrap  # noqa: F401  (puts ../src on sys.path)
+
+from cxratlas.atlas import build_atlas
+from cxratlas.io import write_json
+from cxratlas.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+p = snakemake.params
+summary = build_atlas(
+    snakemake.input.sample,
+    snakemake.input.manifest,
+    dict(zip(p.models, snakemake.input.reduced, strict=True)),
+    list(snakemake.input.thumbnails),
+    snakemake.output.atlas,
+    snakemake.output.state,
+    metadata_columns=p.metadata_columns,
+    hash_ids=p.hash_ids,
+    salt=p.salt,
+)
+write_json(summary, snakemake.output.summary)

@@ -1,0 +1,28 @@
+"""Rule fit_model: fit a model's data-dependent state (the pixel baseline's PCA) on the sample."""
+
+import _bootstrap  # noqa: F401  (puts ../src on sys.path)
+import numpy as np
+import pandas as pd
+
+from cxratlas.imaging import ImageLoadError, load_gray8
+from cxratlas.logs import setup_logging
+from cxratlas.models import embedder_class
+
+setup_logging(snakemake.log[0])
+entry, seed = snakemake.params.entry, snakemake.params.seed
+sample = pd.read_parquet(snakemake.input.sample)
+n = min(len(sample), int(entry.get("pca_fit_n", 2000)))
+rows = sample.iloc[np.random.default_rng(seed).choice(len(sample), n, replace=False)]
+
+
+def images():
+    for path in rows["path"]:
+        try:
+            yield load_gray8(path)
+        except ImageLoadError:
+            continue  # the shard jobs record bad images
+
+
+embedder_class(snakemake.wildcards.model, entry).fit(
+    snakemake.wildcards.model, entry, images(), seed, snakemake.output.state
+)

@@ -1,0 +1,15 @@
+"""Rule thumbnails: PNG thumbnails of one shard's images, shared by every model's view."""
+
+import _bootstrap  # noqa: F401  (puts ../src on sys.path)
+import pandas as pd
+
+from cxratlas.atlas import make_thumbnails
+from cxratlas.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+make_thumbnails(
+    pd.read_parquet(snakemake.input.sample),
+    int(snakemake.wildcards.shard),
+    snakemake.params.size,
+    snakemake.output.thumbnails,
+)

@@ -1,0 +1,228 @@
+"""The atlas: one wide Parquet file for Embedding Atlas, and a state with a linked view per model.
+
+Contract (see README, "The atlas file"): shared metadata and one PNG thumbnail per row, and per
+model `x_<m>`, `y_<m>`, `neighbors_<m>` (struct of row positions in THIS file and cosine
+distances), `cluster_<m>` (string), `outlier_<m>`, `pagerank_<m>`. Labels are strings and no
+column is dictionary-encoded, so every one is chartable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .imaging import ImageLoadError, load_gray8, thumbnail_png
+from .io import write_json, write_parquet
+from .manifest import KNOWN_FINDINGS, OPTIONAL
+
+log = logging.getLogger(__name__)
+
+LABEL_STRINGS = {1: "positive", 0: "negative", -1: "uncertain"}
+NOT_MENTIONED = "not_mentioned"
+ID_COLUMNS = ("patient_id", "study_id")
+
+
+def make_thumbnails(sample: pd.DataFrame, shard: int, size: int, out_path: str) -> int:
+    """Thumbnails (PNG bytes) of one shard's images; an unreadable image gets a null thumbnail."""
+    rows = sample.loc[sample["shard"] == shard]
+    thumbs, failed = [], 0
+    for path in rows["path"]:
+        try:
+            thumbs.append(thumbnail_png(load_gray8(path), size))
+        except ImageLoadError as exc:
+            log.warning("no thumbnail: %s", exc)
+            thumbs.append(None)
+            failed += 1
+    table = pa.table(
+        {
+            "image_id": pa.array(rows["image_id"].tolist(), pa.string()),
+            "thumbnail": pa.array(thumbs, pa.binary()),
+        }
+    )
+    write_parquet(table, out_path)
+    return failed
+
+
+def reduced_table(image_ids: list[str], result) -> pa.Table:
+    """One model's reduction as a table; neighbour ids are row positions in this table."""
+    n, k = result.knn_idx.shape
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    neighbors = pa.StructArray.from_arrays(
+        [
+            pa.ListArray.from_arrays(offsets, pa.array(result.knn_idx.ravel(), pa.int64())),
+            pa.ListArray.from_arrays(offsets, pa.array(result.knn_dist.ravel(), pa.float32())),
+        ],
+        names=["ids", "distances"],
+    )
+    return pa.table(
+        {
+            "image_id": pa.array(image_ids, pa.string()),
+            "x": pa.array(result.xy[:, 0], pa.float32()),
+            "y": pa.array(result.xy[:, 1], pa.float32()),
+            "neighbors": neighbors,
+            "cluster": pa.array(result.cluster, pa.int32()),
+            "outlier": pa.array(result.outlier, pa.float32()),
+            "pagerank": pa.array(result.pagerank, pa.float32()),
+        }
+    )
+
+
+def hash_id(value: Any, salt: str) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    return hashlib.sha256(f"{salt}:{value}".encode()).hexdigest()[:16]
+
+
+def _remap_neighbors(col: pa.StructArray, local_to_atlas: np.ndarray) -> pa.StructArray:
+    """Map a model's local row positions to atlas rows, dropping neighbours not in the atlas."""
+    ids = col.field("ids")
+    dists = col.field("distances")
+    offsets = ids.offsets.to_numpy()
+    flat = local_to_atlas[ids.flatten().to_numpy()]
+    flat_d = dists.flatten().to_numpy()
+    keep = flat >= 0
+    counts = (
+        np.add.reduceat(keep.astype(np.int64), offsets[:-1])
+        if len(flat)
+        else np.zeros(len(col), np.int64)
+    )
+    new_offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    return pa.StructArray.from_arrays(
+        [
+            pa.ListArray.from_arrays(new_offsets, pa.array(flat[keep], pa.int64())),
+            pa.ListArray.from_arrays(new_offsets, pa.array(flat_d[keep], pa.float32())),
+        ],
+        names=["ids", "distances"],
+    )
+
+
+def build_atlas(
+    sample_path: str,
+    manifest_path: str,
+    reduced: dict[str, str],
+    thumbnail_paths: list[str],
+    out_path: str,
+    state_path: str,
+    metadata_columns: list[str],
+    hash_ids: bool = True,
+    salt: str = "cxr-atlas",
+) -> dict[str, Any]:
+    """Join the sample, its metadata, thumbnails and every model's reduction into the atlas."""
+    sample = pd.read_parquet(sample_path, columns=["image_id"])
+    manifest = pd.read_parquet(manifest_path).set_index("image_id")
+    tables = {m: pq.read_table(p) for m, p in reduced.items()}
+    present = set(sample["image_id"])
+    for t in tables.values():
+        present &= set(t.column("image_id").to_pylist())
+    ids = [i for i in sample["image_id"] if i in present]
+    dropped = len(sample) - len(ids)
+    if dropped:
+        log.warning(
+            "%d sampled images are missing from at least one model (skipped images); "
+            "the atlas holds the %d every model embedded",
+            dropped,
+            len(ids),
+        )
+    pos = pd.Series(np.arange(len(ids)), index=ids)
+
+    cols: dict[str, pa.Array] = {"image_id": pa.array(ids, pa.string())}
+    thumbs = pd.concat([pd.read_parquet(p) for p in thumbnail_paths]).set_index("image_id")
+    cols["thumbnail"] = pa.array(thumbs["thumbnail"].reindex(ids).tolist(), pa.binary())
+    meta = manifest.reindex(ids)
+    for col in metadata_columns:
+        if col not in meta.columns:
+            log.warning("atlas.metadata_columns: %r is not in the manifest; left out", col)
+            continue
+        values = meta[col]
+        if col == "age":
+            cols[col] = pa.array(values.astype("Float32").round().astype("Int16"), pa.int16())
+        elif col == "study_year":
+            cols[col] = pa.array(values.astype("Int16"), pa.int16())
+        elif col in ID_COLUMNS and hash_ids:
+            cols[f"{col}_hash"] = pa.array([hash_id(v, salt) for v in values], pa.string())
+        else:
+            cols[col] = pa.array(values.astype("string").fillna("unknown").tolist(), pa.string())
+    labels = [c for c in meta.columns if c in KNOWN_FINDINGS and c not in OPTIONAL]
+    findings = [[] for _ in ids]
+    for label in labels:
+        values = meta[label].astype("Int8")
+        strings = values.map(LABEL_STRINGS).astype("string").fillna(NOT_MENTIONED)
+        cols[label] = pa.array(strings.tolist(), pa.string())
+        for i in np.flatnonzero((values == 1).fillna(False).to_numpy()):
+            findings[i].append(label)
+    if labels:
+        cols["findings"] = pa.array(findings, pa.list_(pa.string()))
+
+    summary: dict[str, Any] = {"rows": len(ids), "dropped": dropped, "models": {}}
+    for m, t in tables.items():
+        local_ids = t.column("image_id").to_pylist()
+        order = pos.reindex(local_ids).to_numpy()
+        local_to_atlas = np.where(np.isnan(order), -1, order).astype(np.int64)
+        take = pa.array(pd.Series(np.arange(len(local_ids)), index=local_ids).loc[ids].to_numpy())
+        sub = t.take(take)
+        cluster = sub.column("cluster").to_numpy()
+        cols[f"x_{m}"] = sub.column("x").combine_chunks()
+        cols[f"y_{m}"] = sub.column("y").combine_chunks()
+        cols[f"neighbors_{m}"] = _remap_neighbors(
+            sub.column("neighbors").combine_chunks(), local_to_atlas
+        )
+        cols[f"cluster_{m}"] = pa.array([f"c{c}" if c >= 0 else "noise" for c in cluster])
+        cols[f"outlier_{m}"] = sub.column("outlier").combine_chunks()
+        cols[f"pagerank_{m}"] = sub.column("pagerank").combine_chunks()
+        summary["models"][m] = {
+            "clusters": int(len(set(cluster.tolist()) - {-1})),
+            "noise_fraction": float((cluster == -1).mean()) if len(ids) else 0,
+        }
+    write_parquet(pa.table(cols), out_path)
+    write_json(atlas_state(list(reduced), cols), state_path)
+    summary["command"] = viewer_command(out_path, state_path, list(reduced))
+    log.info("atlas: %d rows, %d columns -> %s", len(ids), len(cols), out_path)
+    log.info("open it with: %s", summary["command"])
+    return summary
+
+
+def atlas_state(models: list[str], cols: dict[str, Any]) -> dict[str, Any]:
+    """Embedding Atlas `--state`: one linked embedding view per model, then the key charts."""
+    charts: dict[str, Any] = {}
+    for i, m in enumerate(models, start=1):
+        charts[str(i)] = {
+            "type": "embedding",
+            "title": f"{m}",
+            "data": {
+                "x": f"x_{m}",
+                "y": f"y_{m}",
+                "image": "thumbnail",
+                "neighbors": f"neighbors_{m}",
+                "importance": f"pagerank_{m}",
+                "category": f"cluster_{m}",
+            },
+        }
+    n = len(charts)
+    for field in ("view_position", "manufacturer", *(f"cluster_{m}" for m in models)):
+        if field in cols:
+            n += 1
+            charts[str(n)] = {"type": "count-plot", "title": field, "data": {"field": field}}
+    if "findings" in cols:
+        n += 1
+        charts[str(n)] = {
+            "type": "count-plot",
+            "title": "findings",
+            "data": {"field": "findings", "isList": True},
+        }
+    charts[str(n + 1)] = {"type": "instances", "title": "Images"}
+    return {"charts": charts}
+
+
+def viewer_command(atlas: str, state: str, models: list[str]) -> str:
+    m = models[0]
+    return (
+        f"embedding-atlas {atlas} --x x_{m} --y y_{m} --neighbors neighbors_{m} "
+        f"--image thumbnail --pagerank pagerank_{m} --text image_id --state {state} "
+        "--host 127.0.0.1 --port 5055"
+    )

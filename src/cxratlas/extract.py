@@ -1,0 +1,151 @@
+"""Embedding extraction for one (model, shard): reader -> mapper -> writer.
+
+The reader decodes and preprocesses images in DataLoader workers; a bad image is skipped and
+recorded, never fatal. The mapper runs the model per batch. The writer emits the shard atomically,
+with a JSON report of what was skipped and how long reading, inference and writing took.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from .imaging import ImageLoadError, load_gray8
+from .io import embedding_table, write_json, write_parquet
+from .models import Embedder, load_embedder
+
+log = logging.getLogger(__name__)
+
+
+class ImageReader(Dataset):
+    """Rows of the sample -> (row, preprocessed array or None, error message or None)."""
+
+    def __init__(self, rows: pd.DataFrame, preprocess):
+        self.ids = rows["image_id"].tolist()
+        self.paths = rows["path"].tolist()
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, self.preprocess(load_gray8(self.paths[i])), None
+        except ImageLoadError as exc:
+            return i, None, str(exc)
+        except Exception as exc:  # a processor failing on one odd image must not sink the shard
+            return i, None, f"{self.paths[i]}: preprocessing failed ({type(exc).__name__}: {exc})"
+
+
+def _collate(items):
+    ok = [(i, x) for i, x, err in items if err is None]
+    bad = [(i, err) for i, _, err in items if err is not None]
+    batch = np.stack([x for _, x in ok]) if ok else None
+    return [i for i, _ in ok], batch, bad
+
+
+def extract_shard(
+    sample: pd.DataFrame,
+    shard: int,
+    model_name: str,
+    entry: dict[str, Any],
+    out_path: str,
+    report_path: str,
+    state_path: str | None = None,
+    num_workers: int = 0,
+    device: str = "auto",
+    embedder: Embedder | None = None,
+) -> dict[str, Any]:
+    """Embed the images of `shard` in `sample` with one model and write the shard file."""
+    rows = sample.loc[sample["shard"] == shard, ["image_id", "path"]].reset_index(drop=True)
+    t0 = time.perf_counter()
+    model = embedder or load_embedder(model_name, entry, state_path=state_path, device=device)
+    load_s = time.perf_counter() - t0
+    loader = DataLoader(
+        ImageReader(rows, model.preprocess),
+        batch_size=model.batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=getattr(model, "device", "") == "cuda",
+        prefetch_factor=4 if num_workers else None,
+        persistent_workers=False,
+    )
+    ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    skipped: list[dict[str, str]] = []
+    timings = {"read_s": 0.0, "inference_s": 0.0, "write_s": 0.0}
+    bar = tqdm(
+        total=len(rows),
+        desc=f"{model_name} shard {shard}",
+        unit="img",
+        file=sys.stderr,
+        mininterval=5,
+        disable=None,
+    )
+    t_read = time.perf_counter()
+    for b, (idx, batch, bad) in enumerate(loader):
+        t_inf = time.perf_counter()
+        read = t_inf - t_read
+        for i, err in bad:
+            skipped.append({"image_id": rows.at[i, "image_id"], "reason": err})
+            log.warning("skipped %s", err)
+        inference = 0.0
+        if batch is not None:
+            emb = model.embed(batch)
+            inference = time.perf_counter() - t_inf
+            if not np.isfinite(emb).all():
+                raise FloatingPointError(
+                    f"model {model_name!r} produced NaN/inf on shard {shard}, "
+                    f"batch {b} (images {rows.at[idx[0], 'image_id']}...)"
+                )
+            vectors.append(emb.astype(np.float32))
+            ids.extend(rows.at[i, "image_id"] for i in idx)
+        timings["read_s"] += read
+        timings["inference_s"] += inference
+        log.info(
+            "batch %d: %d images, read %.3fs, inference %.3fs",
+            b,
+            len(idx) + len(bad),
+            read,
+            inference,
+        )
+        bar.update(len(idx) + len(bad))
+        t_read = time.perf_counter()
+    bar.close()
+    matrix = np.concatenate(vectors) if vectors else np.zeros((0, model.dim), np.float32)
+    meta = model.describe() | {"shard": shard}
+    t_write = time.perf_counter()
+    write_parquet(embedding_table(ids, matrix, meta), out_path)
+    timings["write_s"] = time.perf_counter() - t_write
+    report = {
+        "model": model_name,
+        "shard": shard,
+        "images": len(rows),
+        "embedded": len(ids),
+        "skipped": skipped,
+        "dim": int(matrix.shape[1]),
+        "model_load_s": load_s,
+        **timings,
+        "images_per_s_inference": len(ids) / timings["inference_s"]
+        if timings["inference_s"]
+        else None,
+    }
+    write_json(report, report_path)
+    log.info(
+        "shard %d: %d embedded, %d skipped; read %.2fs, inference %.2fs, write %.2fs",
+        shard,
+        len(ids),
+        len(skipped),
+        timings["read_s"],
+        timings["inference_s"],
+        timings["write_s"],
+    )
+    return report

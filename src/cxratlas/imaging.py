@@ -1,0 +1,62 @@
+"""Decode any supported image file into the one form every model starts from: 8-bit grayscale."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Decompression-bomb guard stays on, but real CXRs (up to ~4k x 5k) must pass.
+Image.MAX_IMAGE_PIXELS = 80_000_000
+
+
+class ImageLoadError(Exception):
+    """An image that cannot be used; the message names the file and the reason."""
+
+
+def to_gray8(img: Image.Image) -> Image.Image:
+    """Convert a decoded PIL image to 8-bit grayscale ('L').
+
+    16-bit images are min-max scaled (HF processors would divide them by 255 and saturate);
+    transparency is composited on black; palette images are expanded first.
+    """
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
+        return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    return img.convert("L")
+
+
+def load_gray8(path: str | os.PathLike) -> Image.Image:
+    """Open `path` and return an 8-bit grayscale image, or raise ImageLoadError naming the file."""
+    path = os.fspath(path)
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageLoadError(f"{path}: empty file (0 bytes)")
+        with Image.open(path) as img:
+            img.load()
+            return to_gray8(img)
+    except ImageLoadError:
+        raise
+    except FileNotFoundError as exc:
+        raise ImageLoadError(f"{path}: file not found") from exc
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageLoadError(f"{path}: cannot decode image ({exc})") from exc
+
+
+def thumbnail_png(img: Image.Image, size: int) -> bytes:
+    """PNG bytes of `img` with its longest side scaled to `size` pixels."""
+    thumb = img.copy()
+    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    thumb.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()

@@ -1,0 +1,23 @@
+"""Logging for rule scripts: messages, warnings and progress bars all go to the rule's log."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+
+def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        stream = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
+        sys.stderr = stream  # tqdm and warnings write here too
+        handlers = [logging.StreamHandler(stream)]
+    logging.basicConfig(
+        level=level,
+        handlers=handlers,
+        force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.captureWarnings(True)

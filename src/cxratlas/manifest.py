@@ -1,0 +1,220 @@
+"""Ingest: read a manifest (CSV or Parquet), validate it, normalise labels, check image files.
+
+The output, `results/manifest.parquet`, has canonical column names: `image_id`, `path` (absolute or
+relative to the working directory), the optional metadata columns, and one int8 column per finding
+(1 positive, 0 negative, -1 uncertain, null missing).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("image_id", "path")
+OPTIONAL = ("patient_id", "study_id", "view_position", "manufacturer", "sex", "age", "study_date")
+# Finding names of CheXpert / MIMIC-CXR (chexpert and negbio labelers) and NIH ChestX-ray14,
+# in snake_case. A column whose normalised name is here is read as a label.
+KNOWN_FINDINGS = frozenset(
+    {
+        "no_finding",
+        "enlarged_cardiomediastinum",
+        "cardiomegaly",
+        "lung_opacity",
+        "lung_lesion",
+        "edema",
+        "consolidation",
+        "pneumonia",
+        "atelectasis",
+        "pneumothorax",
+        "pleural_effusion",
+        "effusion",
+        "pleural_other",
+        "fracture",
+        "support_devices",
+        "infiltration",
+        "mass",
+        "nodule",
+        "emphysema",
+        "fibrosis",
+        "pleural_thickening",
+        "hernia",
+        "covid19",
+        "tuberculosis",
+        "normal",
+    }
+)
+_POSITIVE = {"1", "1.0", "positive", "pos", "yes", "y", "true", "t"}
+_NEGATIVE = {"0", "0.0", "negative", "neg", "no", "n", "false", "f"}
+_UNCERTAIN = {"-1", "-1.0", "uncertain", "u"}
+_MISSING = {"", "nan", "none", "null", "na", "n/a", "not_mentioned", "not mentioned", "missing"}
+VIEW_ALIASES = {
+    "PA": "PA",
+    "AP": "AP",
+    "LATERAL": "LATERAL",
+    "LL": "LATERAL",
+    "RL": "LATERAL",
+    "L": "LATERAL",
+    "LAT": "LATERAL",
+    "AP SUPINE": "AP",
+    "AP ERECT": "AP",
+    "AP AXIAL": "AP",
+    "PA LLD": "PA",
+    "AP LLD": "AP",
+    "AP RLD": "AP",
+    "PA RLD": "PA",
+}
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the file, row and column."""
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV/TSV or Parquet manifest with every column as it is written (strings for CSV)."""
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"{path}: manifest not found")
+    suffixes = "".join(path.suffixes).lower()
+    if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
+        return pd.read_parquet(path)
+    if any(suffixes.endswith(s) for s in (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt")):
+        sep = "\t" if ".tsv" in suffixes else ","
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    raise ManifestError(f"{path}: unsupported manifest format (use .csv, .tsv or .parquet)")
+
+
+def normalise_label(values: pd.Series, column: str, source: str, row_offset: int = 2) -> pd.Series:
+    """Map label values by name to 1/0/-1/<NA> (Int8); an unknown value raises naming its row."""
+    text = values.astype("string").str.strip().str.lower().fillna("")
+    out = pd.Series(pd.NA, index=values.index, dtype="Int8")
+    out[text.isin(_POSITIVE)] = 1
+    out[text.isin(_NEGATIVE)] = 0
+    out[text.isin(_UNCERTAIN)] = -1
+    bad = ~(
+        text.isin(_POSITIVE) | text.isin(_NEGATIVE) | text.isin(_UNCERTAIN) | text.isin(_MISSING)
+    )
+    if bad.any():
+        pos = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ManifestError(
+            f"{source}: row {pos + row_offset}, column {column!r}: label value "
+            f"{values.iloc[pos]!r} is not one of 1/0/-1/blank (or positive/negative/uncertain); "
+            f"{int(bad.sum())} such value(s) in this column"
+        )
+    return out
+
+
+def normalise_view(values: pd.Series) -> pd.Series:
+    text = values.astype("string").str.strip().str.upper()
+    return text.map(lambda v: VIEW_ALIASES.get(v, v) if isinstance(v, str) and v else pd.NA)
+
+
+def ingest_manifest(
+    manifest: str | os.PathLike,
+    image_root: str | os.PathLike | None = None,
+    columns: dict[str, str] | None = None,
+    label_columns: list[str] | None = None,
+    on_missing_image: str = "drop",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate and normalise a manifest.
+
+    Returns (manifest, dropped): `dropped` lists each removed row with its reason.
+    Header rows count as row 1, so error row numbers match a spreadsheet view of a CSV.
+    """
+    if on_missing_image not in ("drop", "fail"):
+        raise ValueError(f"on_missing_image must be 'drop' or 'fail', not {on_missing_image!r}")
+    source = os.fspath(manifest)
+    raw = read_table(manifest)
+    rename = {v: k for k, v in (columns or {}).items()}
+    for canonical, original in (columns or {}).items():
+        if original not in raw.columns:
+            raise ManifestError(
+                f"{source}: column {original!r} (mapped to {canonical!r} in dataset.columns) "
+                f"not found; columns are {list(raw.columns)}"
+            )
+    df = raw.rename(columns=rename)
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ManifestError(
+            f"{source}: required column(s) {missing} missing; columns are {list(raw.columns)}. "
+            "Map yours with dataset.columns, e.g. {image_id: dicom_id, path: Path}"
+        )
+    df = df.reset_index(drop=True)
+    df["image_id"] = df["image_id"].astype("string").str.strip()
+    df["path"] = df["path"].astype("string").str.strip()
+    for col in REQUIRED:
+        empty = df[col].isna() | (df[col] == "")
+        if empty.any():
+            row = int(np.flatnonzero(empty.to_numpy())[0]) + 2
+            raise ManifestError(f"{source}: row {row}, column {col!r}: empty value")
+    dup = df["image_id"].duplicated(keep=False)
+    if dup.any():
+        rows = np.flatnonzero(dup.to_numpy())[:5] + 2
+        first = df.loc[dup, "image_id"].iloc[0]
+        raise ManifestError(
+            f"{source}: column 'image_id': duplicate id {first!r} "
+            f"({int(dup.sum())} rows share ids; first rows {rows.tolist()})"
+        )
+
+    out = pd.DataFrame({"image_id": df["image_id"].astype(str)})
+    root = Path(image_root) if image_root else None
+    paths = df["path"].astype(str)
+    out["path"] = [str(root / p) if root and not os.path.isabs(p) else p for p in paths]
+    for col in OPTIONAL:
+        if col in df.columns:
+            out[col] = df[col]
+    if "view_position" in out:
+        out["view_position"] = normalise_view(out["view_position"])
+    if "age" in out:
+        out["age"] = pd.to_numeric(out["age"], errors="coerce").astype("Float32")
+    if "study_date" in out:
+        dates = pd.to_datetime(out["study_date"].astype("string"), errors="coerce", format="mixed")
+        out["study_year"] = dates.dt.year.astype("Int16")
+        out = out.drop(columns="study_date")
+    for col in ("patient_id", "study_id", "manufacturer", "sex"):
+        if col in out:
+            out[col] = out[col].astype("string").replace("", pd.NA)
+
+    labels = _label_columns(df, label_columns, source)
+    for original, name in labels.items():
+        out[name] = normalise_label(df[original], original, source)
+
+    exists = np.fromiter((os.path.isfile(p) for p in out["path"]), bool, len(out))
+    dropped = out.loc[~exists, ["image_id", "path"]].assign(reason="image file not found")
+    if not exists.all():
+        first = out.loc[~exists].index[0]
+        msg = (
+            f"{source}: {int((~exists).sum())} image file(s) not found, first at row "
+            f"{first + 2} (column 'path'): {out.at[first, 'path']}"
+        )
+        if on_missing_image == "fail":
+            raise ManifestError(msg + " (set dataset.on_missing_image: drop to skip them)")
+        log.warning("%s; dropped and recorded", msg)
+    return out.loc[exists].reset_index(drop=True), dropped.reset_index(drop=True)
+
+
+def _label_columns(df: pd.DataFrame, requested: list[str] | None, source: str) -> dict[str, str]:
+    """Map manifest column -> canonical snake_case label name."""
+    if requested is not None:
+        absent = [c for c in requested if c not in df.columns]
+        if absent:
+            raise ManifestError(
+                f"{source}: label column(s) {absent} (dataset.label_columns) "
+                f"not found; columns are {list(df.columns)}"
+            )
+        return {c: snake_case(c) for c in requested}
+    return {
+        c: snake_case(c)
+        for c in df.columns
+        if snake_case(c) in KNOWN_FINDINGS and c not in REQUIRED + OPTIONAL
+    }

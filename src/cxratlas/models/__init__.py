@@ -1,0 +1,38 @@
+"""Model registry: a model is a config entry; its `kind` names the adapter class that loads it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Embedder, ModelConfigError
+from .hf_automodel import HFAutoModelEmbedder
+from .pixels import PixelEmbedder
+
+KINDS: dict[str, type[Embedder]] = {
+    PixelEmbedder.kind: PixelEmbedder,
+    HFAutoModelEmbedder.kind: HFAutoModelEmbedder,
+}
+
+
+def embedder_class(name: str, entry: dict[str, Any]) -> type[Embedder]:
+    kind = entry.get("kind")
+    if kind not in KINDS:
+        raise ModelConfigError(
+            f"model {name!r}: unknown kind {kind!r}; known kinds are {sorted(KINDS)}"
+        )
+    return KINDS[kind]
+
+
+def needs_fit(name: str, entry: dict[str, Any]) -> bool:
+    """Whether this model has a fit step on the shared sample before its shards run."""
+    cls = embedder_class(name, entry)
+    return bool(getattr(cls, "needs_fit", lambda e: False)(entry))
+
+
+def load_embedder(
+    name: str, entry: dict[str, Any], state_path: str | None = None, device: str = "auto"
+) -> Embedder:
+    return embedder_class(name, entry)(name, entry, state_path=state_path, device=device)
+
+
+__all__ = ["Embedder", "ModelConfigError", "KINDS", "embedder_class", "load_embedder", "needs_fit"]

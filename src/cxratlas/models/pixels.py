@@ -1,0 +1,88 @@
+"""Offline baseline: downsampled, per-image standardised pixels, optionally projected by PCA.
+
+It needs no weights, so the demo and the cross-model parts run anywhere. The PCA is fitted once
+on a seeded subset of the shared sample (its own Snakemake job) so every shard uses the same basis.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from sklearn.decomposition import PCA
+
+from .base import Embedder, ModelConfigError
+
+
+def pixel_vector(img: Image.Image, size: int) -> np.ndarray:
+    small = np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), np.float32).ravel()
+    std = small.std()
+    return (small - small.mean()) / (std if std > 1e-6 else 1.0)
+
+
+class PixelEmbedder(Embedder):
+    kind = "pixels"
+
+    def __init__(
+        self, name: str, entry: dict[str, Any], state_path: str | None = None, device: str = "auto"
+    ):  # pixels run on the CPU whatever the node has
+        super().__init__(name, entry)
+        self.size = int(entry.get("image_size", 32))
+        self.pca_dim = entry.get("pca")
+        self.mean = self.components = None
+        if self.pca_dim:
+            if state_path is None or not os.path.exists(state_path):
+                raise ModelConfigError(
+                    f"model {name!r}: 'pca' is set but no fitted state was given"
+                )
+            state = np.load(state_path)
+            self.mean, self.components = state["mean"], state["components"]
+
+    @staticmethod
+    def needs_fit(entry: dict[str, Any]) -> bool:
+        return bool(entry.get("pca"))
+
+    @classmethod
+    def fit(
+        cls,
+        name: str,
+        entry: dict[str, Any],
+        images: Iterable[Image.Image],
+        seed: int,
+        out_path: str | os.PathLike,
+    ) -> None:
+        """Fit the PCA basis on `images` and save it as npz (mean, components)."""
+        from ..io import atomic_path
+
+        size = int(entry.get("image_size", 32))
+        X = np.stack([pixel_vector(img, size) for img in images])
+        n_comp = int(entry["pca"])
+        if n_comp > min(X.shape):
+            raise ModelConfigError(
+                f"model {name!r}: pca={n_comp} exceeds the {min(X.shape)} "
+                "components that the fit images allow"
+            )
+        pca = PCA(n_components=n_comp, random_state=seed).fit(X)
+        with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                mean=pca.mean_.astype(np.float32),
+                components=pca.components_.astype(np.float32),
+                explained_variance_ratio=pca.explained_variance_ratio_,
+            )
+
+    def preprocess(self, img: Image.Image) -> np.ndarray:
+        return pixel_vector(img, self.size)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, np.float32)
+        if self.components is not None:
+            return (batch - self.mean) @ self.components.T
+        return batch
+
+    @property
+    def dim(self) -> int:
+        return int(self.pca_dim) if self.pca_dim else self.size * self.size

@@ -1,0 +1,77 @@
+"""One seeded, optionally stratified sample of image ids for every model, with a shard index."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+def n_shards(n_images: int, shard_size: int) -> int:
+    """How many (model, shard) jobs a sample of `n_images` needs; at least one."""
+    return max(1, math.ceil(n_images / shard_size))
+
+
+def _allocate(sizes: np.ndarray, n: int) -> np.ndarray:
+    """Largest-remainder proportional allocation of `n` draws over strata of `sizes`."""
+    quota = sizes / sizes.sum() * n
+    take = np.minimum(np.floor(quota).astype(int), sizes)
+    order = np.argsort(-(quota - np.floor(quota)), kind="stable")
+    for i in order:
+        if take.sum() >= n:
+            break
+        if take[i] < sizes[i]:
+            take[i] += 1
+    while take.sum() < n:  # strata that ran out leave room in the others
+        room = np.flatnonzero(take < sizes)
+        take[room[0]] += 1
+    return take
+
+
+def draw_sample(
+    manifest: pd.DataFrame,
+    n: int | None,
+    seed: int,
+    stratify_by: list[str] | None,
+    shard_size: int,
+    n_shards_planned: int | None = None,
+) -> pd.DataFrame:
+    """Draw the shared sample and assign shards.
+
+    `n_shards_planned` is the count Snakemake planned from the config before the manifest existed;
+    shards past the data stay empty rather than changing the plan.
+    """
+    rng = np.random.default_rng(seed)
+    total = len(manifest)
+    want = total if n is None else min(n, total)
+    if n is not None and n > total:
+        log.warning("sample.n=%d but only %d usable images; taking all of them", n, total)
+    strata = list(stratify_by or [])
+    absent = [c for c in strata if c not in manifest.columns]
+    if absent:
+        raise KeyError(
+            f"sample.stratify_by names column(s) {absent} not in the manifest; "
+            f"columns are {list(manifest.columns)}"
+        )
+    if strata and want < total:
+        keys = manifest[strata].astype("string").fillna("<missing>").agg("|".join, axis=1)
+        groups = {k: np.flatnonzero((keys == k).to_numpy()) for k in sorted(keys.unique())}
+        sizes = np.array([len(g) for g in groups.values()])
+        take = _allocate(sizes, want)
+        chosen = np.concatenate(
+            [rng.choice(g, t, replace=False) for g, t in zip(groups.values(), take, strict=True)]
+        )
+    else:
+        chosen = rng.choice(total, want, replace=False)
+    # Shuffle so every shard mixes strata (similar cost per shard), then number rows.
+    chosen = rng.permutation(chosen)
+    sample = manifest.iloc[chosen][["image_id", "path"]].reset_index(drop=True)
+    sample["shard"] = (np.arange(len(sample)) // shard_size).astype(np.int32)
+    planned = n_shards_planned or n_shards(len(sample), shard_size)
+    if len(sample) and sample["shard"].max() >= planned:
+        raise ValueError(f"sample of {len(sample)} needs more than the {planned} planned shards")
+    return sample

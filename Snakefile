@@ -2,12 +2,14 @@
 # manifest -> shared sample -> sharded embeddings per model -> kNN/UMAP/clusters -> atlas Parquet
 
 
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: Path(workflow.basedir) / "config/config.yaml"
 
 
 validate(config, schema="src/cxratlas/schemas/config.schema.yaml")

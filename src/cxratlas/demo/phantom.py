@@ -37,12 +37,14 @@ class Vendor:
     offset: float
     blur: float
     marker_corner: str
+    collimation: float = 0.0
+    annotation_strip: bool = False
 
 
 VENDORS = (
-    Vendor("Carestream", gamma=0.75, noise=0.015, offset=0.00, blur=1.2, marker_corner="tl"),
-    Vendor("Fujifilm", gamma=1.45, noise=0.07, offset=0.06, blur=0.6, marker_corner="tr"),
-    Vendor("Siemens", gamma=1.05, noise=0.035, offset=-0.05, blur=2.0, marker_corner="bl"),
+    Vendor("Carestream", 0.75, 0.015, 0.0, 1.2, "tl"),
+    Vendor("Fujifilm", 1.45, 0.07, 0.06, 0.6, "tr", annotation_strip=True),
+    Vendor("Siemens", 1.05, 0.035, -0.05, 2.0, "bl", collimation=0.08),
 )
 
 
@@ -126,6 +128,13 @@ def draw_phantom(
         "bl": (slice(-2 * m, -m), slice(m, 2 * m)),
     }[vendor.marker_corner]
     img[corner] = 1.0
+    if vendor.collimation:  # a tight collimator leaves dark bands at the edges
+        c = int(vendor.collimation * size)
+        img[:, :c] = img[:, -c:] = 0.02
+    if vendor.annotation_strip:  # burned-in acquisition text along the bottom edge
+        img[-m:, m : size - m] = np.where(np.arange(m, size - m) % 6 < 3, 0.95, 0.1)
+    if view == "AP":  # portable films carry a "PORTABLE" marker at the top
+        img[m // 2 : m, size // 2 - 2 * m : size // 2 + 2 * m] = 0.9
     return np.clip(img * 255, 0, 255).astype(np.uint8)
 
 

@@ -33,4 +33,5 @@ def exact_knn(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         pos = int(where[0]) if len(where) else k - 1  # self missing among ties: drop the last
         idx[r] = np.concatenate([[r], np.delete(idx[r], pos)])
         dist[r] = np.concatenate([[0.0], np.delete(dist[r], pos)])
+    dist[:, 0] = 0.0  # a point's distance to itself, without float round-off
     return idx.astype(np.int64), dist

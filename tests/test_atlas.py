@@ -1,0 +1,106 @@
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from cxratlas.atlas import atlas_state, build_atlas, hash_id, make_thumbnails, reduced_table
+from cxratlas.io import write_frame, write_parquet
+from cxratlas.reduce import ReduceResult
+
+
+def _result(n, k, seed):
+    rng = np.random.default_rng(seed)
+    idx = np.stack(
+        [
+            np.concatenate([[i], rng.choice(np.delete(np.arange(n), i), k - 1, False)])
+            for i in range(n)
+        ]
+    )
+    return ReduceResult(
+        rng.normal(size=(n, 2)).astype(np.float32),
+        idx,
+        np.sort(rng.random((n, k)), 1).astype(np.float32),
+        rng.integers(-1, 3, n).astype(np.int32),
+        rng.random(n).astype(np.float32),
+        np.full(n, 1 / n, np.float32),
+    )
+
+
+def test_atlas_contract(demo, tmp_path):
+    out, df = demo
+    sample = pd.DataFrame(
+        {
+            "image_id": df.image_id[:12],
+            "path": [str(out / p) for p in df.path[:12]],
+            "shard": [0] * 6 + [1] * 6,
+        }
+    )
+    write_frame(sample, tmp_path / "sample.parquet")
+    manifest = df[["image_id", "patient_id", "view_position", "manufacturer", "sex"]].copy()
+    manifest["age"] = df["age"].astype("Float32")
+    manifest["cardiomegaly"] = pd.array([1, 0, -1, None] * 30, dtype="Int8")
+    write_frame(manifest, tmp_path / "manifest.parquet")
+    for s in (0, 1):
+        make_thumbnails(sample, s, 32, str(tmp_path / f"t{s}.parquet"))
+    # model a misses image 3 (skipped); model b has every image, in another order
+    ids_a = [i for j, i in enumerate(sample.image_id) if j != 3]
+    ids_b = list(reversed(sample.image_id))
+    write_parquet(reduced_table(ids_a, _result(11, 4, 0)), tmp_path / "a.parquet")
+    write_parquet(reduced_table(ids_b, _result(12, 4, 1)), tmp_path / "b.parquet")
+    summary = build_atlas(
+        str(tmp_path / "sample.parquet"),
+        str(tmp_path / "manifest.parquet"),
+        {"a": str(tmp_path / "a.parquet"), "b": str(tmp_path / "b.parquet")},
+        [str(tmp_path / "t0.parquet"), str(tmp_path / "t1.parquet")],
+        str(tmp_path / "atlas.parquet"),
+        str(tmp_path / "state.json"),
+        metadata_columns=["patient_id", "view_position", "manufacturer", "sex", "age"],
+        salt="s",
+    )
+    t = pq.read_table(tmp_path / "atlas.parquet")
+    n = t.num_rows
+    assert n == 11 and summary["dropped"] == 1
+    assert t.column("image_id").to_pylist() == ids_a  # sample order, skipped image left out
+    schema = t.schema
+    for m in ("a", "b"):
+        assert schema.field(f"x_{m}").type == pa.float32()
+        assert schema.field(f"cluster_{m}").type == pa.string()
+        assert schema.field(f"neighbors_{m}").type == pa.struct(
+            [("ids", pa.list_(pa.int64())), ("distances", pa.list_(pa.float32()))]
+        )
+        for row in t.column(f"neighbors_{m}").to_pylist():
+            assert all(0 <= i < n for i in row["ids"])
+    assert not any(pa.types.is_dictionary(f.type) for f in schema)
+    assert schema.field("cardiomegaly").type == pa.string()
+    assert set(t.column("cardiomegaly").to_pylist()) <= {
+        "positive",
+        "negative",
+        "uncertain",
+        "not_mentioned",
+    }
+    assert "patient_id" not in schema.names
+    assert t.column("patient_id_hash").to_pylist()[0] == hash_id(df.patient_id[0], "s")
+    assert schema.field("age").type == pa.int16()
+    # neighbours of model b point at the same images after re-indexing
+    b_local = pq.read_table(tmp_path / "b.parquet").to_pylist()
+    by_id = {r["image_id"]: r for r in b_local}
+    row0 = t.slice(0, 1).to_pylist()[0]
+    want = [ids_b[i] for i in by_id[row0["image_id"]]["neighbors"]["ids"] if ids_b[i] in set(ids_a)]
+    assert [ids_a[i] for i in row0["neighbors_b"]["ids"]] == want
+    img = Image.open(io.BytesIO(row0["thumbnail"]))
+    assert img.format == "PNG" and max(img.size) == 32
+    state = json.loads((tmp_path / "state.json").read_text())
+    views = [c for c in state["charts"].values() if c["type"] == "embedding"]
+    assert [v["data"]["x"] for v in views] == ["x_a", "x_b"]
+    assert all(v["data"]["neighbors"] == f"neighbors_{v['title']}" for v in views)
+
+
+def test_state_lists_findings_as_multilabel():
+    s = atlas_state(["m"], {"view_position": 1, "findings": 1, "cluster_m": 1})
+    kinds = [(c["type"], c.get("data", {}).get("field")) for c in s["charts"].values()]
+    assert ("count-plot", "findings") in kinds and kinds[-1] == ("instances", None)
+    assert [c for c in s["charts"].values() if c.get("data", {}).get("isList")]

@@ -1,0 +1,114 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cxratlas.extract import extract_shard
+from cxratlas.io import embedding_table, merge_shards, read_embeddings, write_parquet
+
+
+@pytest.fixture
+def sample(demo, tmp_path):
+    out, df = demo
+    s = pd.DataFrame(
+        {"image_id": df["image_id"][:20], "path": [str(out / p) for p in df.path[:20]]}
+    )
+    (tmp_path / "zero.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    bad = pd.DataFrame(
+        {
+            "image_id": ["zero", "text", "gone"],
+            "path": [
+                str(tmp_path / "zero.png"),
+                str(tmp_path / "text.png"),
+                str(tmp_path / "gone.png"),
+            ],
+        }
+    )
+    s = pd.concat([s, bad], ignore_index=True)
+    s["shard"] = [0] * 12 + [1] * 11
+    return s
+
+
+def test_shard_contract_and_bad_images_recorded(sample, tmp_path):
+    entry = {"kind": "pixels", "image_size": 16, "batch_size": 5}
+    rep = extract_shard(
+        sample, 1, "px", entry, str(tmp_path / "s1.parquet"), str(tmp_path / "s1.json")
+    )
+    table = pq.read_table(tmp_path / "s1.parquet")
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 256)
+    assert table.schema.field("image_id").type == pa.string()
+    ids, X, meta = read_embeddings(tmp_path / "s1.parquet")
+    assert ids == sample.loc[sample.shard == 1, "image_id"].tolist()[:8]
+    assert X.shape == (8, 256) and meta["model"] == "px" and meta["shard"] == 1
+    report = json.loads((tmp_path / "s1.json").read_text())
+    assert report == rep and report["embedded"] == 8 and report["images"] == 11
+    reasons = {s["image_id"]: s["reason"] for s in report["skipped"]}
+    assert set(reasons) == {"zero", "text", "gone"}
+    assert "empty file" in reasons["zero"] and "cannot decode" in reasons["text"]
+    assert "not found" in reasons["gone"] and "gone.png" in reasons["gone"]
+    assert report["read_s"] >= 0 and report["inference_s"] >= 0
+
+
+def test_failed_shard_leaves_no_file(sample, tmp_path, monkeypatch):
+    from cxratlas.models.pixels import PixelEmbedder
+
+    def boom(self, batch):
+        raise RuntimeError("CUDA out of memory (planted)")
+
+    monkeypatch.setattr(PixelEmbedder, "embed", boom)
+    with pytest.raises(RuntimeError, match="planted"):
+        extract_shard(
+            sample,
+            0,
+            "px",
+            {"kind": "pixels"},
+            str(tmp_path / "s0.parquet"),
+            str(tmp_path / "s0.json"),
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["text.png", "zero.png"]
+
+
+def test_nan_embeddings_are_an_error(sample, tmp_path, monkeypatch):
+    from cxratlas.models.pixels import PixelEmbedder
+
+    monkeypatch.setattr(PixelEmbedder, "embed", lambda self, b: np.full((len(b), 4), np.nan))
+    with pytest.raises(FloatingPointError, match="NaN/inf on shard 0"):
+        extract_shard(
+            sample,
+            0,
+            "px",
+            {"kind": "pixels"},
+            str(tmp_path / "s.parquet"),
+            str(tmp_path / "s.json"),
+        )
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_hf_shard_through_the_real_loader(sample, tiny_dinov2, tmp_path):
+    entry = {"kind": "hf_automodel", "weights": str(tiny_dinov2), "batch_size": 4}
+    rep = extract_shard(
+        sample, 0, "rad", entry, str(tmp_path / "h.parquet"), str(tmp_path / "h.json"), device="cpu"
+    )
+    ids, X, meta = read_embeddings(tmp_path / "h.parquet")
+    assert len(ids) == 12 and X.shape == (12, 32) and meta["kind"] == "hf_automodel"
+    assert rep["skipped"] == [] and np.isfinite(X).all()
+
+
+def test_merge_in_shard_order_and_checks(tmp_path):
+    a = tmp_path / "a.parquet"
+    b = tmp_path / "b.parquet"
+    write_parquet(embedding_table(["x", "y"], np.ones((2, 3)), {"shard": 0}), a)
+    write_parquet(embedding_table(["z"], np.zeros((1, 3)), {"shard": 1}), b)
+    assert merge_shards([str(a), str(b)], str(tmp_path / "m.parquet")) == 3
+    ids, X, meta = read_embeddings(tmp_path / "m.parquet")
+    assert ids == ["x", "y", "z"] and meta["shards"] == 2 and "shard" not in meta
+    write_parquet(embedding_table(["x"], np.zeros((1, 3))), b)
+    with pytest.raises(ValueError, match="image id x appears in more than one shard"):
+        merge_shards([str(a), str(b)], str(tmp_path / "m2.parquet"))
+    write_parquet(embedding_table(["q"], np.zeros((1, 4))), b)
+    with pytest.raises(ValueError, match="disagree on the embedding dimension"):
+        merge_shards([str(a), str(b)], str(tmp_path / "m3.parquet"))

@@ -1,0 +1,30 @@
+# One command each: `make demo` sets everything up and runs the demo; `make test` runs the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: setup demo test lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[workflow,test]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/snakemake --profile profiles/local
+	@echo "Atlas: results/atlas/atlas.parquet  (open it: see README, 'Open the atlas')"
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/snakefmt --check .
+	$(VENV)/bin/snakemake --lint
+
+clean:
+	rm -rf results resources logs .snakemake

@@ -32,6 +32,7 @@ rule embed_shard:
     params:
         entry=model_entry,
         num_workers=config["extract"]["num_workers"],
+        max_skipped_fraction=config["extract"]["max_skipped_fraction"],
         device=config["extract"]["device"],
     script:
         "../scripts/embed_shard.py"

@@ -18,4 +18,5 @@ extract_shard(
     state_path=snakemake.input.get("state"),
     num_workers=p.num_workers,
     device=p.device,
+    max_skipped_fraction=p.max_skipped_fraction,
 )

@@ -12,4 +12,5 @@ make_thumbnails(
     int(snakemake.wildcards.shard),
     snakemake.params.size,
     snakemake.output.thumbnails,
+    max_skipped_fraction=snakemake.params.max_skipped_fraction,
 )

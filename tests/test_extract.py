@@ -112,3 +112,35 @@ def test_merge_in_shard_order_and_checks(tmp_path):
     write_parquet(embedding_table(["q"], np.zeros((1, 4))), b)
     with pytest.raises(ValueError, match="disagree on the embedding dimension"):
         merge_shards([str(a), str(b)], str(tmp_path / "m3.parquet"))
+
+
+def test_mostly_unreadable_shard_fails_and_writes_nothing(sample, tmp_path):
+    from cxratlas.atlas import make_thumbnails
+    from cxratlas.imaging import TooManyUnreadableError
+
+    s = sample.copy()
+    s.loc[s.shard == 0, "path"] = str(tmp_path / "mount-gone.png")
+    with pytest.raises(TooManyUnreadableError, match=r"shard 0: 12 of 12 images unreadable"):
+        extract_shard(
+            s,
+            0,
+            "px",
+            {"kind": "pixels"},
+            str(tmp_path / "s.parquet"),
+            str(tmp_path / "s.json"),
+            max_skipped_fraction=0.5,
+        )
+    with pytest.raises(TooManyUnreadableError, match="thumbnails of shard 0"):
+        make_thumbnails(s, 0, 32, str(tmp_path / "t.parquet"))
+    assert not any(p.suffix in (".parquet", ".json") for p in tmp_path.iterdir())
+    # 3 of 11 unreadable stays under the threshold: written, with the skips recorded
+    assert make_thumbnails(sample, 1, 32, str(tmp_path / "t1.parquet")) == 3
+
+
+def test_auto_workers_follow_the_slurm_allocation(monkeypatch):
+    from cxratlas.extract import auto_workers
+
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert auto_workers() == 0
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "64")
+    assert 0 <= auto_workers() <= 8

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .imaging import ImageLoadError, load_gray8, thumbnail_png
+from .imaging import ImageLoadError, check_unreadable, load_gray8, thumbnail_png
 from .io import write_json, write_parquet
 from .manifest import KNOWN_FINDINGS, OPTIONAL
 
@@ -28,17 +28,20 @@ NOT_MENTIONED = "not_mentioned"
 ID_COLUMNS = ("patient_id", "study_id")
 
 
-def make_thumbnails(sample: pd.DataFrame, shard: int, size: int, out_path: str) -> int:
+def make_thumbnails(
+    sample: pd.DataFrame, shard: int, size: int, out_path: str, max_skipped_fraction: float = 0.5
+) -> int:
     """Thumbnails (PNG bytes) of one shard's images; an unreadable image gets a null thumbnail."""
     rows = sample.loc[sample["shard"] == shard]
-    thumbs, failed = [], 0
+    thumbs, failed = [], []
     for path in rows["path"]:
         try:
             thumbs.append(thumbnail_png(load_gray8(path), size))
         except ImageLoadError as exc:
             log.warning("no thumbnail: %s", exc)
             thumbs.append(None)
-            failed += 1
+            failed.append(str(exc))
+    check_unreadable(failed, len(rows), max_skipped_fraction, f"thumbnails of shard {shard}")
     table = pa.table(
         {
             "image_id": pa.array(rows["image_id"].tolist(), pa.string()),
@@ -46,7 +49,7 @@ def make_thumbnails(sample: pd.DataFrame, shard: int, size: int, out_path: str) 
         }
     )
     write_parquet(table, out_path)
-    return failed
+    return len(failed)
 
 
 def reduced_table(image_ids: list[str], result) -> pa.Table:

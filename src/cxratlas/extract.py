@@ -8,6 +8,7 @@ with a JSON report of what was skipped and how long reading, inference and writi
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -17,11 +18,20 @@ import pandas as pd
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .imaging import ImageLoadError, load_gray8
+from .imaging import ImageLoadError, check_unreadable, load_gray8
 from .io import embedding_table, write_json, write_parquet
 from .models import Embedder, load_embedder
 
 log = logging.getLogger(__name__)
+
+
+def auto_workers(cap: int = 8) -> int:
+    """DataLoader workers for the CPUs this process may use (Slurm's allocation included)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE")
+    if slurm and slurm.isdigit():
+        cpus = min(cpus or 1, int(slurm))
+    return max(0, min(cap, (cpus or 1) - 1))
 
 
 class ImageReader(Dataset):
@@ -59,11 +69,17 @@ def extract_shard(
     out_path: str,
     report_path: str,
     state_path: str | None = None,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     device: str = "auto",
     embedder: Embedder | None = None,
+    max_skipped_fraction: float = 0.5,
 ) -> dict[str, Any]:
-    """Embed the images of `shard` in `sample` with one model and write the shard file."""
+    """Embed the images of `shard` in `sample` with one model and write the shard file.
+
+    `num_workers=None` uses the CPUs this job was given, minus one for the main process.
+    """
+    if num_workers is None:
+        num_workers = auto_workers()
     rows = sample.loc[sample["shard"] == shard, ["image_id", "path"]].reset_index(drop=True)
     t0 = time.perf_counter()
     model = embedder or load_embedder(model_name, entry, state_path=state_path, device=device)
@@ -120,6 +136,12 @@ def extract_shard(
         bar.update(len(idx) + len(bad))
         t_read = time.perf_counter()
     bar.close()
+    check_unreadable(
+        [s["reason"] for s in skipped],
+        len(rows),
+        max_skipped_fraction,
+        f"model {model_name!r}, shard {shard}",
+    )
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, model.dim), np.float32)
     meta = model.describe() | {"shard": shard}
     t_write = time.perf_counter()

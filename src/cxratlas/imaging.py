@@ -16,6 +16,20 @@ class ImageLoadError(Exception):
     """An image that cannot be used; the message names the file and the reason."""
 
 
+class TooManyUnreadableError(RuntimeError):
+    """Most of a shard's images failed: a systemic fault (a missing mount), not bad files."""
+
+
+def check_unreadable(reasons: list[str], total: int, max_fraction: float, what: str) -> None:
+    """Fail `what` when more than `max_fraction` of its `total` images could not be read."""
+    if total and len(reasons) / total > max_fraction:
+        examples = "; ".join(reasons[:3])
+        raise TooManyUnreadableError(
+            f"{what}: {len(reasons)} of {total} images unreadable (more than "
+            f"extract.max_skipped_fraction={max_fraction}); nothing written. First: {examples}"
+        )
+
+
 def to_gray8(img: Image.Image) -> Image.Image:
     """Convert a decoded PIL image to 8-bit grayscale ('L').
 

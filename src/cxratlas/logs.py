@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -21,3 +23,8 @@ def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> Non
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.captureWarnings(True)
+    # Which node and Slurm job wrote this log: the first thing to check when a shard misbehaves.
+    job = os.environ.get("SLURM_JOB_ID")
+    logging.getLogger("cxratlas").info(
+        "host %s%s", socket.gethostname(), f", slurm job {job}" if job else ""
+    )

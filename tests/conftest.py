@@ -30,27 +30,6 @@ def demo(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_dinov2(tmp_path_factory) -> Path:
     """A random-weight Dinov2Model + BitImageProcessor saved like microsoft/rad-dino."""
-    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+    from cxratlas.testing.tiny_models import rad_dino
 
-    out = tmp_path_factory.mktemp("tiny-rad-dino")
-    cfg = Dinov2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        mlp_ratio=4,
-        patch_size=14,
-        image_size=56,
-        layerscale_value=1.0,
-    )
-    Dinov2Model(cfg).eval().save_pretrained(out)
-    BitImageProcessor(
-        do_resize=True,
-        size={"shortest_edge": 56},
-        resample=3,
-        do_center_crop=True,
-        crop_size={"height": 56, "width": 56},
-        image_mean=[0.5307] * 3,
-        image_std=[0.2583] * 3,
-        do_convert_rgb=True,
-    ).save_pretrained(out)
-    return out
+    return rad_dino(tmp_path_factory.mktemp("tiny-rad-dino"))

@@ -179,6 +179,7 @@ def build_atlas(
         cols[f"outlier_{m}"] = sub.column("outlier").combine_chunks()
         cols[f"pagerank_{m}"] = sub.column("pagerank").combine_chunks()
         summary["models"][m] = {
+            "embedded": t.num_rows,  # what this model covered before the intersection
             "clusters": int(len(set(cluster.tolist()) - {-1})),
             "noise_fraction": float((cluster == -1).mean()) if len(ids) else 0,
         }

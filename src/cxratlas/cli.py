@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from . import __version__
@@ -27,6 +28,34 @@ def _demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pin_models(args: argparse.Namespace) -> int:
+    """Print a config overlay that pins every hub model without a revision to its current commit."""
+    import yaml
+    from huggingface_hub import snapshot_download
+
+    models: dict = {}
+    for path in args.configs:
+        with open(path) as fh:
+            models.update((yaml.safe_load(fh) or {}).get("models", {}))
+    pins, failed = {}, 0
+    for name, entry in models.items():
+        weights = str(entry.get("weights", "")).removeprefix("hf-hub:")
+        if not weights or entry.get("revision") or weights.startswith(("/", ".", "local-dir:")):
+            continue
+        try:  # the snapshot folder is named by the commit it holds
+            folder = snapshot_download(weights, allow_patterns=["config.json", "*config.json"])
+        except Exception as exc:  # gated without a token, offline without a cache, ...
+            print(
+                f"# {name}: {weights}: cannot resolve ({type(exc).__name__}: {exc})",
+                file=sys.stderr,
+            )
+            failed += 1
+            continue
+        pins[name] = {"revision": os.path.basename(folder.rstrip("/"))}
+    print(yaml.safe_dump({"models": pins}, sort_keys=False), end="")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cxr-atlas", description=__doc__)
     parser.add_argument("--version", action="version", version=f"cxr-atlas {__version__}")
@@ -40,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--size", type=int, default=256, help="image side in pixels")
     demo.add_argument("--outlier-fraction", type=float, default=0.05)
     demo.set_defaults(func=_demo_data)
+    pin = sub.add_parser(
+        "pin-models",
+        help="print a --configfile overlay pinning unpinned hub models to their current commit",
+    )
+    pin.add_argument("configs", nargs="+", help="config files whose models to pin")
+    pin.set_defaults(func=_pin_models)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return args.func(args)

@@ -5,12 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Embedder, ModelConfigError
-from .hf_automodel import HFAutoModelEmbedder
+from .hf import HFAutoModelEmbedder, HFVisionTowerEmbedder
+from .open_clip_model import OpenCLIPEmbedder
 from .pixels import PixelEmbedder
+from .precomputed import PrecomputedEmbedder
+from .timm_state_dict import TimmStateDictEmbedder
 
 KINDS: dict[str, type[Embedder]] = {
-    PixelEmbedder.kind: PixelEmbedder,
-    HFAutoModelEmbedder.kind: HFAutoModelEmbedder,
+    cls.kind: cls
+    for cls in (
+        PixelEmbedder,
+        HFAutoModelEmbedder,
+        HFVisionTowerEmbedder,
+        TimmStateDictEmbedder,
+        OpenCLIPEmbedder,
+        PrecomputedEmbedder,
+    )
 }
 
 

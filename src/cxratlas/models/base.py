@@ -47,4 +47,66 @@ class Embedder(ABC):
             "kind": self.kind,
             "dim": self.dim,
             **{k: v for k, v in self.entry.items() if k != "kind"},
+            **({"dtype": self.dtype_name} if hasattr(self, "dtype_name") else {}),
         }
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("extract.device is 'cuda' but torch sees no CUDA device on this node")
+    return device
+
+
+class TorchEmbedder(Embedder):
+    """A PyTorch model on one device: 16-bit weights and autocast on a GPU, float32 on a CPU.
+
+    Subclasses load `self.model`, then call `finish_setup()`, and implement `forward`.
+    """
+
+    channels_last = False  # convolutional trunks gain from NHWC on tensor cores
+
+    def __init__(self, name: str, entry: dict[str, Any], device: str = "auto"):
+        super().__init__(name, entry)
+        import torch
+
+        self.device = resolve_device(device)
+        self.dtype_name = entry.get("dtype", "bfloat16") if self.device == "cuda" else "float32"
+        self.dtype = getattr(torch, self.dtype_name)
+        self._dim: int | None = None
+
+    def finish_setup(self) -> None:
+        import torch
+
+        self.model.eval().to(self.device, self.dtype)
+        if self.channels_last and self.device == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+
+    @abstractmethod
+    def forward(self, x: Any) -> Any:
+        """Image-level embeddings (a 2-D tensor) for a normalised batch tensor."""
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.as_tensor(np.asarray(batch, np.float32))
+        if self.device == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        x = x.to(self.dtype)
+        with (
+            torch.inference_mode(),
+            torch.autocast("cuda", dtype=self.dtype, enabled=self.device == "cuda"),
+        ):
+            vec = self.forward(x)
+        return vec.float().cpu().numpy()
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:  # one probe image through the real path
+            self._dim = int(self.embed(self.preprocess(Image.new("L", (64, 64)))[None]).shape[1])
+        return self._dim

@@ -1,0 +1,126 @@
+"""GPU check for the seed models: extract N images with each seed-class model and print images/s
+for reading (decode + preprocess, in DataLoader workers) and for inference, separately.
+
+    python benchmarks/seed_models.py [-n 256] [--size 1024] [--real]
+
+Tiny random-weight models of each seed class are built in a temp dir (no downloads). `--real`
+also runs the entries of config/models/seed.yaml whose weights are in the local HF cache.
+Baseline: the same model on the CPU in float32, run in the same process; the last column is
+CPU inference time / GPU inference time. Without a GPU only the CPU rows are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from cxratlas.demo.phantom import generate_demo  # noqa: E402
+from cxratlas.extract import extract_shard  # noqa: E402
+from cxratlas.models import ModelConfigError, load_embedder  # noqa: E402
+from cxratlas.testing import tiny_models  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny_entries(root: Path, seed: dict) -> dict[str, dict]:
+    mii, davit_args = tiny_models.medimageinsight(root / "mii")
+    entries = {
+        "rad_dino": {**seed["rad_dino"], "weights": str(tiny_models.rad_dino(root / "rad"))},
+        "medgemma": {**seed["medgemma"], "weights": str(tiny_models.medgemma(root / "mg"))},
+        "chexagent": {
+            **seed["chexagent"],
+            "weights": str(tiny_models.chexagent_siglip(root / "cx")),
+        },
+        "medimageinsight": {
+            **seed["medimageinsight"],
+            "weights": str(mii),
+            "model_args": davit_args,
+        },
+        "biomedclip": {**seed["biomedclip"], "weights": str(tiny_models.biomedclip(root / "bc"))},
+    }
+    for e in entries.values():
+        e.pop("revision", None)
+    return {f"tiny_{k}": v for k, v in entries.items()}
+
+
+def run(name: str, entry: dict, sample: pd.DataFrame, out: Path, device: str) -> dict:
+    t0 = time.perf_counter()
+    model = load_embedder(name, entry, device=device)
+    load_s = time.perf_counter() - t0
+    rep = extract_shard(
+        sample,
+        0,
+        name,
+        entry,
+        str(out / f"{name}-{device}.parquet"),
+        str(out / f"{name}-{device}.json"),
+        embedder=model,
+    )
+    n = rep["embedded"]
+    return {
+        "model": name,
+        "device": device,
+        "dtype": model.describe().get("dtype"),
+        "dim": rep["dim"],
+        "load_s": round(load_s, 2),
+        "read_img_s": round(n / rep["read_s"], 1) if rep["read_s"] else float("inf"),
+        "infer_img_s": round(n / rep["inference_s"], 1),
+        "bottleneck": "read" if rep["read_s"] > rep["inference_s"] else "inference",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=256, help="images (default: %(default)s)")
+    parser.add_argument("--size", type=int, default=1024, help="image side on disk (px)")
+    parser.add_argument("--real", action="store_true", help="also the real cached weights")
+    args = parser.parse_args()
+    import torch
+
+    seed = yaml.safe_load((REPO / "config/models/seed.yaml").read_text())["models"]
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    gpu = torch.cuda.get_device_name(0) if "cuda" in devices else "none"
+    print(f"# torch {torch.__version__}, GPU: {gpu}, {args.n} images of {args.size} px")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        demo = generate_demo(
+            root / "img", n_images=args.n, seed=0, image_size=args.size, progress=False
+        )
+        sample = pd.DataFrame(
+            {"image_id": demo["image_id"], "path": [str(root / "img" / p) for p in demo["path"]]}
+        )
+        sample["shard"] = 0
+        entries = tiny_entries(root / "tiny", seed)
+        if args.real:
+            entries.update(seed)
+        rows = []
+        for name, entry in entries.items():
+            for device in devices:
+                try:
+                    rows.append(run(name, entry, sample, root, device))
+                except ModelConfigError as exc:  # real weights not in the cache
+                    print(f"# {name}: skipped ({str(exc)[:160]})")
+                    break
+        table = pd.DataFrame(rows)
+    if "cuda" in devices and len(table):
+        cpu = table[table.device == "cpu"].set_index("model")["infer_img_s"]
+        table["speedup_vs_cpu"] = [
+            round(r.infer_img_s / cpu[r.model], 1) if r.device == "cuda" else 1.0
+            for r in table.itertuples()
+        ]
+    print(table.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())

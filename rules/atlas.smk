@@ -1,5 +1,6 @@
 rule thumbnails:
     input:
+        unpack(decoded_shard),
         sample="results/sample/sample.parquet",
     output:
         thumbnails="results/thumbnails/shard-{shard}.parquet",

@@ -40,6 +40,16 @@ def model_state(wildcards):
     return {}
 
 
+def decoded_shard(wildcards):
+    """The shard's decode cache, when extract.decode_cache is set (precomputed models read no image)."""
+    model = getattr(wildcards, "model", None)
+    if not config["extract"]["decode_cache"] or (
+        model and config["models"][model]["kind"] == "precomputed"
+    ):
+        return {}
+    return {"decoded": f"results/decoded/shard-{wildcards.shard}.parquet"}
+
+
 def model_shards(wildcards):
     return expand(
         "results/embeddings/{model}/shard-{shard}.parquet",

@@ -1,3 +1,25 @@
+rule decode_shard:
+    input:
+        sample="results/sample/sample.parquet",
+    output:
+        decoded=(
+            temp("results/decoded/shard-{shard}.parquet")
+            if config["extract"]["decode_cache_temp"]
+            else "results/decoded/shard-{shard}.parquet"
+        ),
+    log:
+        "logs/decode/shard-{shard}.log",
+    benchmark:
+        "logs/benchmarks/decode/shard-{shard}.tsv"
+    conda:
+        "../envs/ingest.yaml"
+    params:
+        max_side=config["extract"]["decode_cache"],
+        max_skipped_fraction=config["extract"]["max_skipped_fraction"],
+    script:
+        "../scripts/decode_shard.py"
+
+
 rule fit_model:
     input:
         sample="results/sample/sample.parquet",
@@ -19,6 +41,7 @@ rule fit_model:
 rule embed_shard:
     input:
         unpack(model_state),
+        unpack(decoded_shard),
         sample="results/sample/sample.parquet",
     output:
         shard="results/embeddings/{model}/shard-{shard}.parquet",

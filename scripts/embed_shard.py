@@ -19,4 +19,5 @@ extract_shard(
     num_workers=p.num_workers,
     device=p.device,
     max_skipped_fraction=p.max_skipped_fraction,
+    decoded_path=snakemake.input.get("decoded"),
 )

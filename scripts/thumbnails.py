@@ -13,4 +13,5 @@ make_thumbnails(
     snakemake.params.size,
     snakemake.output.thumbnails,
     max_skipped_fraction=snakemake.params.max_skipped_fraction,
+    decoded_path=snakemake.input.get("decoded"),
 )

@@ -22,7 +22,7 @@ def _config(workdir, models: dict) -> None:
     cfg = {
         "dataset": {"demo": {"n_images": 60, "seed": 5, "outlier_fraction": 0.05}},
         "sample": {"n": 60},
-        "extract": {"shard_size": 30, "num_workers": 0},
+        "extract": {"shard_size": 30, "num_workers": 0, "decode_cache": 128},
         "reduce": {"cluster": {"min_cluster_size": 5}},
         "models": models,
     }
@@ -76,6 +76,15 @@ def test_each_seed_kind_wrote_its_dimension(seed_run):
     assert np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-4)  # UniCL normalises
 
 
+def test_images_were_decoded_once_per_shard(seed_run):
+    workdir, _, ids, _ = seed_run
+    decoded = pd.concat(
+        [pd.read_parquet(workdir / f"results/decoded/shard-{s}.parquet") for s in (0, 1)]
+    )
+    assert sorted(decoded["image_id"]) == sorted(ids) and decoded["error"].isna().all()
+    assert len(list((workdir / "logs/decode").glob("shard-*.log"))) == 2
+
+
 def test_precomputed_import_reports_missing_and_nan(seed_run):
     workdir, _, ids, covered = seed_run
     got, X, meta = read_embeddings(workdir / "results/embeddings/cxr_foundation.parquet")
@@ -118,3 +127,30 @@ def test_a_sixth_entry_of_a_known_kind_plans_only_its_jobs(repo, seed_run):
     }
     for model in models:
         assert f"embeddings/{model}/shard" not in out
+
+
+def test_the_example_dataset_config_plans_the_five_seed_models(repo, tmp_path):
+    """config/models/seed.yaml + config/examples/mimic-cxr-jpg.yaml, with the manifest and the
+    embeddings folder pointed at local stand-ins: the plan has every model's shards."""
+    (tmp_path / "manifest.csv").write_text("dicom_id,path\na,x.jpg\n")
+    (tmp_path / "emb").mkdir()
+    local = {
+        "dataset": {"manifest": str(tmp_path / "manifest.csv"), "image_root": str(tmp_path)},
+        "models": {"cxr_foundation": {"source": str(tmp_path / "emb")}},
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(local))
+    out = snakemake(
+        repo,
+        tmp_path,
+        "-n",
+        "--configfile",
+        str(repo / "config/models/seed.yaml"),
+        str(repo / "config/examples/mimic-cxr-jpg.yaml"),
+        str(tmp_path / "test.yaml"),
+    ).stdout
+    stats = _job_stats(out)
+    models = 5 + 1 + 2  # seed, precomputed, the default config's pixel baselines
+    assert stats["embed_shard"] == models * 10 and stats["decode_shard"] == 10
+    assert stats["reduce"] == models and stats["merge_embeddings"] == models
+    for name in ("rad_dino", "medgemma", "chexagent", "medimageinsight", "biomedclip"):
+        assert f"results/embeddings/{name}/shard-9.parquet" in out

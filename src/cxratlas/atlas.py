@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .imaging import ImageLoadError, check_unreadable, load_gray8, thumbnail_png
+from .imaging import ImageLoadError, ImageSource, check_unreadable, thumbnail_png
 from .io import write_json, write_parquet
 from .manifest import KNOWN_FINDINGS, OPTIONAL
 
@@ -29,14 +29,20 @@ ID_COLUMNS = ("patient_id", "study_id")
 
 
 def make_thumbnails(
-    sample: pd.DataFrame, shard: int, size: int, out_path: str, max_skipped_fraction: float = 0.5
+    sample: pd.DataFrame,
+    shard: int,
+    size: int,
+    out_path: str,
+    max_skipped_fraction: float = 0.5,
+    decoded_path: str | None = None,
 ) -> int:
     """Thumbnails (PNG bytes) of one shard's images; an unreadable image gets a null thumbnail."""
     rows = sample.loc[sample["shard"] == shard]
+    source = ImageSource(decoded_path)
     thumbs, failed = [], []
-    for path in rows["path"]:
+    for image_id, path in zip(rows["image_id"], rows["path"], strict=True):
         try:
-            thumbs.append(thumbnail_png(load_gray8(path), size))
+            thumbs.append(thumbnail_png(source.load(image_id, path), size))
         except ImageLoadError as exc:
             log.warning("no thumbnail: %s", exc)
             thumbs.append(None)

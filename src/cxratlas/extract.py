@@ -18,7 +18,7 @@ import pandas as pd
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .imaging import ImageLoadError, check_unreadable, load_gray8
+from .imaging import ImageLoadError, ImageSource, check_unreadable
 from .io import embedding_table, write_json, write_parquet
 from .models import Embedder, load_embedder
 
@@ -37,17 +37,18 @@ def auto_workers(cap: int = 8) -> int:
 class ImageReader(Dataset):
     """Rows of the sample -> (row, preprocessed array or None, error message or None)."""
 
-    def __init__(self, rows: pd.DataFrame, preprocess):
+    def __init__(self, rows: pd.DataFrame, preprocess, source: ImageSource | None = None):
         self.ids = rows["image_id"].tolist()
         self.paths = rows["path"].tolist()
         self.preprocess = preprocess
+        self.source = source or ImageSource()
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, i: int):
         try:
-            return i, self.preprocess(load_gray8(self.paths[i])), None
+            return i, self.preprocess(self.source.load(self.ids[i], self.paths[i])), None
         except ImageLoadError as exc:
             return i, None, str(exc)
         except Exception as exc:  # a processor failing on one odd image must not sink the shard
@@ -73,10 +74,12 @@ def extract_shard(
     device: str = "auto",
     embedder: Embedder | None = None,
     max_skipped_fraction: float = 0.5,
+    decoded_path: str | None = None,
 ) -> dict[str, Any]:
     """Embed the images of `shard` in `sample` with one model and write the shard file.
 
     `num_workers=None` uses the CPUs this job was given, minus one for the main process.
+    `decoded_path`: the shard's decode cache, read instead of the original files.
     """
     if num_workers is None:
         num_workers = auto_workers()
@@ -87,7 +90,7 @@ def extract_shard(
     if hasattr(model, "lookup"):
         return _import_shard(model, rows, shard, out_path, report_path, load_s)
     loader = DataLoader(
-        ImageReader(rows, model.preprocess),
+        ImageReader(rows, model.preprocess, ImageSource(decoded_path)),
         batch_size=model.batch_size,
         shuffle=False,
         num_workers=num_workers,

@@ -74,3 +74,40 @@ def thumbnail_png(img: Image.Image, size: int) -> bytes:
     buf = io.BytesIO()
     thumb.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
+
+
+def downsized_png(img: Image.Image, max_side: int) -> bytes:
+    """PNG bytes of `img`, its longest side cut to `max_side` (never enlarged); fast compression,
+    since the cache is read back a few times and then deleted."""
+    if max(img.size) > max_side:
+        img = img.copy()
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+class ImageSource:
+    """Where a shard's images come from: the original files, or the shard's decode cache (each
+    image decoded, windowed to 8 bits and downsized once, then read by every model)."""
+
+    def __init__(self, cache_path: str | os.PathLike | None = None):
+        self.table = None
+        self.index: dict[str, int] = {}
+        if cache_path:
+            import pyarrow.parquet as pq
+
+            # Arrow buffers, not Python objects: DataLoader workers share them copy-on-write.
+            self.table = pq.read_table(cache_path)
+            self.index = {k: i for i, k in enumerate(self.table.column("image_id").to_pylist())}
+
+    def load(self, image_id: str, path: str) -> Image.Image:
+        i = self.index.get(image_id) if self.table is not None else None
+        if i is None:
+            return load_gray8(path)
+        error = self.table.column("error")[i].as_py()
+        if error:
+            raise ImageLoadError(error)
+        with Image.open(io.BytesIO(self.table.column("image")[i].as_py())) as img:
+            img.load()
+            return img.convert("L")

@@ -57,6 +57,7 @@ rule embed_shard:
         num_workers=config["extract"]["num_workers"],
         max_skipped_fraction=config["extract"]["max_skipped_fraction"],
         device=config["extract"]["device"],
+        storage=config["extract"]["storage"],
     script:
         "../scripts/embed_shard.py"
 

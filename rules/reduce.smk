@@ -9,7 +9,11 @@ rule reduce:
     benchmark:
         "logs/benchmarks/reduce/{model}.tsv"
     conda:
-        "../envs/reduce.yaml"
+        "../envs/gpu.yaml"
+        if config["reduce"]["backend"] == "gpu"
+        else "../envs/cpu.yaml"
+    resources:
+        gpu=1 if config["reduce"]["backend"] == "gpu" else 0,
     params:
         reduce=config["reduce"],
     script:

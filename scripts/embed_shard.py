@@ -20,4 +20,5 @@ extract_shard(
     device=p.device,
     max_skipped_fraction=p.max_skipped_fraction,
     decoded_path=snakemake.input.get("decoded"),
+    storage=p.storage,
 )

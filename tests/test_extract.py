@@ -144,3 +144,27 @@ def test_auto_workers_follow_the_slurm_allocation(monkeypatch):
     assert auto_workers() == 0
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "64")
     assert 0 <= auto_workers() <= 8
+
+
+def test_float16_storage_halves_the_file_and_reads_back_as_float32(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 64)).astype(np.float32)
+    ids = [f"i{i}" for i in range(500)]
+    write_parquet(embedding_table(ids, X), tmp_path / "f32.parquet")
+    write_parquet(embedding_table(ids, X, storage="float16"), tmp_path / "f16.parquet")
+    assert pq.read_schema(tmp_path / "f16.parquet").field("embedding").type == pa.list_(
+        pa.float16(), 64
+    )
+    size32 = (tmp_path / "f32.parquet").stat().st_size
+    assert (tmp_path / "f16.parquet").stat().st_size < 0.6 * size32
+    got_ids, Y, meta = read_embeddings(tmp_path / "f16.parquet")
+    assert got_ids == ids and Y.dtype == np.float32 and meta["storage"] == "float16"
+    assert np.abs(Y - X).max() < 4e-3 * np.abs(X).max()
+    # merging streams shard by shard and keeps the type
+    write_parquet(embedding_table(ids[:5], X[:5], storage="float16"), tmp_path / "a.parquet")
+    write_parquet(embedding_table(ids[5:9], X[5:9], storage="float16"), tmp_path / "b.parquet")
+    n = merge_shards(
+        [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], str(tmp_path / "m.parquet")
+    )
+    merged_ids, M, _ = read_embeddings(tmp_path / "m.parquet")
+    assert n == 9 and merged_ids == ids[:9] and np.allclose(M, Y[:9])

@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from cxratlas.reduce import reduce_embeddings
-from cxratlas.reduce.knn import exact_knn, l2_normalise
+from cxratlas.reduce.knn import KnnSettings, knn_graph, knn_recall, l2_normalise
 from cxratlas.reduce.outliers import knn_outlier_score, knn_pagerank
 
 
@@ -20,7 +20,8 @@ def _blobs(n_per=80, k=4, d=64, n_out=12, seed=0):
 def test_exact_knn_matches_brute_force_and_puts_self_first():
     X = l2_normalise(np.random.default_rng(1).normal(size=(200, 16)))
     X[5] = X[6]  # an exact duplicate ties with its twin
-    idx, dist = exact_knn(X, 10)
+    idx, dist, method = knn_graph(X, 10, KnnSettings(method="exact"))
+    assert method == "exact"
     sims = X @ X.T
     for r in range(len(X)):
         assert idx[r, 0] == r and dist[r, 0] == 0
@@ -51,9 +52,77 @@ def test_reduce_recovers_planted_clusters_and_outliers(space):
     inl = labels >= 0
     assert adjusted_rand_score(labels[inl], r.cluster[inl]) > 0.9
     assert roc_auc_score(labels < 0, r.outlier) > 0.95
-    assert set(r.timings) == {"knn_s", "umap_s", "cluster_s"}
+    assert {"pca_s", "knn_s", "recall_s", "umap_s", "trust_s", "cluster_s"} == set(r.timings)
+    assert r.quality["knn"]["method"] == "exact" and r.quality["knn"]["recall"] == 1.0
+    assert r.quality["trustworthiness"] > 0.9 and r.quality["backend"] == "cpu"
 
 
 def test_reduce_rejects_tiny_input():
     with pytest.raises(ValueError, match="at least 3"):
         reduce_embeddings(np.ones((2, 4), np.float32))
+
+
+def _clustered(n=3000, d=96, centres=30, seed=0):
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(centres, d))
+    return l2_normalise(c[rng.integers(0, centres, n)] + 0.4 * rng.normal(size=(n, d)))
+
+
+def test_recall_is_measured_not_assumed():
+    X = _clustered()
+    idx, _, _ = knn_graph(X, 10, KnnSettings(method="exact"))
+    assert knn_recall(X, idx, sample=500) == 1.0
+    broken = idx.copy()
+    broken[:, 5:] = np.random.default_rng(0).integers(0, len(X), (len(X), 5))  # 5 of 9 replaced
+    assert abs(knn_recall(X, broken, sample=500) - 4 / 9) < 0.03
+
+
+@pytest.mark.parametrize("method", ["hnsw", "ivf"])
+def test_approximate_knn_past_the_exact_range(method):
+    X = _clustered()
+    s = KnnSettings(method="auto", exact_max=1000, ivf_nprobe=8)
+    if method == "ivf":
+        s.method = "ivf"
+    idx, dist, used = knn_graph(X, 10, s)
+    assert used == method  # auto past exact_max on a CPU is HNSW
+    assert (idx[:, 0] == np.arange(len(X))).all() and (dist[:, 0] == 0).all()
+    assert knn_recall(X, idx, sample=500) > 0.9
+    assert np.all(np.diff(dist[:, 1:], axis=1) >= -1e-5)
+
+
+def test_pca_before_the_graph_is_reported_and_keeps_structure():
+    X, labels = _blobs(d=256)
+    r = reduce_embeddings(X, k=15, seed=0, pca=16, min_cluster_size=15)
+    assert r.quality["pca"]["components"] == 16
+    assert 0.5 < r.quality["pca"]["explained_variance"] <= 1.0
+    inl = labels >= 0
+    assert adjusted_rand_score(labels[inl], r.cluster[inl]) > 0.9
+    # recall is measured in the original space, so keeping more components raises it,
+    # and re-ranking PCA-space candidates in the full space raises it again
+    plain = KnnSettings(refine=1)
+    r16 = reduce_embeddings(X, k=15, seed=0, pca=16, knn=plain, min_cluster_size=15)
+    r200 = reduce_embeddings(X, k=15, seed=0, pca=200, knn=plain, min_cluster_size=15)
+    assert 0 < r16.quality["knn"]["recall"] < r200.quality["knn"]["recall"] < 1.0
+    assert r.quality["knn"]["method"] == "exact+refine3"
+    assert r.quality["knn"]["recall"] > r16.quality["knn"]["recall"] + 0.1
+
+
+def test_backend_choice_and_the_cpu_path_never_imports_rapids():
+    import subprocess
+    import sys
+
+    from cxratlas.reduce.backend import select_backend
+
+    assert select_backend("cpu").name == "cpu"
+    assert select_backend("auto").name == "cpu"  # no cuML here
+    with pytest.raises(RuntimeError, match="reduce.backend is 'gpu' but cuML is not installed"):
+        select_backend("gpu")
+    code = (
+        "import sys, numpy as np\n"
+        "from cxratlas.reduce import reduce_embeddings\n"
+        "reduce_embeddings(np.random.default_rng(0).normal(size=(60, 8)).astype('f4'),"
+        " k=5, backend='cpu', min_cluster_size=5)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cuml', 'cudf', 'cupy')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

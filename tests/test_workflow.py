@@ -98,6 +98,17 @@ def test_atlas_tracks_planted_truth(demo_run):
     assert {"cardiomegaly", "pleural_effusion", "support_devices", "findings"} <= set(atlas)
 
 
+def test_reduce_summaries_report_recall_trust_and_memory(demo_run):
+    for model in ("pixels_32", "pixels_64_pca"):
+        summary = json.loads((demo_run / f"results/reduce/{model}/summary.json").read_text())
+        assert summary["backend"] == "cpu" and summary["n"] == 300
+        assert summary["knn"]["method"] == "exact" and summary["knn"]["recall"] == 1.0
+        assert 0.8 < summary["trustworthiness"] <= 1.0
+        mem = summary["memory"]
+        assert mem["matrix_mib"] == pytest.approx(300 * summary["dim"] * 4 / 2**20)
+        assert mem["peak_above_start_mib"] > 0 and mem["peak_over_matrix"] > 0
+
+
 def test_second_run_has_nothing_to_do(repo, demo_run):
     out = snakemake(repo, demo_run, "-n").stdout
     assert "Nothing to be done" in out

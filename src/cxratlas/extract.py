@@ -75,6 +75,7 @@ def extract_shard(
     embedder: Embedder | None = None,
     max_skipped_fraction: float = 0.5,
     decoded_path: str | None = None,
+    storage: str = "float32",
 ) -> dict[str, Any]:
     """Embed the images of `shard` in `sample` with one model and write the shard file.
 
@@ -88,7 +89,7 @@ def extract_shard(
     model = embedder or load_embedder(model_name, entry, state_path=state_path, device=device)
     load_s = time.perf_counter() - t0
     if hasattr(model, "lookup"):
-        return _import_shard(model, rows, shard, out_path, report_path, load_s)
+        return _import_shard(model, rows, shard, out_path, report_path, load_s, storage)
     loader = DataLoader(
         ImageReader(rows, model.preprocess, ImageSource(decoded_path)),
         batch_size=model.batch_size,
@@ -150,7 +151,7 @@ def extract_shard(
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, model.dim), np.float32)
     meta = model.describe() | {"shard": shard}
     t_write = time.perf_counter()
-    write_parquet(embedding_table(ids, matrix, meta), out_path)
+    write_parquet(embedding_table(ids, matrix, meta, storage), out_path)
     timings["write_s"] = time.perf_counter() - t_write
     report = {
         "model": model_name,
@@ -178,7 +179,7 @@ def extract_shard(
     return report
 
 
-def _import_shard(model, rows, shard, out_path, report_path, load_s) -> dict[str, Any]:
+def _import_shard(model, rows, shard, out_path, report_path, load_s, storage) -> dict[str, Any]:
     """A precomputed model's shard: look the vectors up instead of reading images."""
     t0 = time.perf_counter()
     ids, matrix, skipped, missing = model.lookup(rows)
@@ -195,7 +196,8 @@ def _import_shard(model, rows, shard, out_path, report_path, load_s) -> dict[str
             missing[:3],
         )
     t_write = time.perf_counter()
-    write_parquet(embedding_table(ids, matrix, model.describe() | {"shard": shard}), out_path)
+    meta = model.describe() | {"shard": shard}
+    write_parquet(embedding_table(ids, matrix, meta, storage), out_path)
     report = {
         "model": model.name,
         "shard": shard,

@@ -6,12 +6,12 @@ import contextlib
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 EMBEDDING_META_KEY = b"cxratlas"
@@ -52,17 +52,27 @@ def write_json(obj: object, path: str | os.PathLike) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+STORAGE_TYPES = {"float32": pa.float32(), "float16": pa.float16()}
+
+
 def embedding_table(
-    image_ids: list[str], vectors: np.ndarray, metadata: dict | None = None
+    image_ids: list[str],
+    vectors: np.ndarray,
+    metadata: dict | None = None,
+    storage: str = "float32",
 ) -> pa.Table:
-    """Embedding-shard contract: `image_id: string`, `embedding: fixed_size_list<float32>[d]`."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    """Embedding-shard contract: `image_id: string`, `embedding: fixed_size_list<float32>[d]`
+    (or float16 with `storage="float16"`: half the disk, read back as float32)."""
+    if storage not in STORAGE_TYPES:
+        raise ValueError(f"embedding storage must be float32 or float16, not {storage!r}")
+    np_dtype = np.float16 if storage == "float16" else np.float32
+    vectors = np.ascontiguousarray(vectors, dtype=np_dtype)
     if vectors.ndim != 2 or vectors.shape[0] != len(image_ids):
         raise ValueError(f"expected {len(image_ids)} vectors, got array of shape {vectors.shape}")
     d = vectors.shape[1]
-    emb = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), d)
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), STORAGE_TYPES[storage]), d)
     table = pa.table({"image_id": pa.array(image_ids, pa.string()), "embedding": emb})
-    meta = {"dim": d, **(metadata or {})}
+    meta = {"dim": d, "storage": storage, **(metadata or {})}
     return table.replace_schema_metadata({EMBEDDING_META_KEY: json.dumps(meta).encode()})
 
 
@@ -71,35 +81,52 @@ def empty_embedding_table(dim: int, metadata: dict | None = None) -> pa.Table:
 
 
 def read_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray, dict]:
-    """Read an embedding file back as (ids, float32 matrix of shape (n, d), metadata)."""
-    table = pq.read_table(path)
-    meta = json.loads((table.schema.metadata or {}).get(EMBEDDING_META_KEY, b"{}"))
-    col = table.column("embedding").combine_chunks()
-    d = col.type.list_size
-    values = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    return table.column("image_id").to_pylist(), values.reshape(len(col), d), meta
+    """Read an embedding file back as (ids, float32 matrix of shape (n, d), metadata).
+
+    Streams record batches into one preallocated matrix, so the peak is the matrix plus one
+    batch, not the matrix twice (Arrow's copy and NumPy's).
+    """
+    pf = pq.ParquetFile(path)
+    meta = json.loads((pf.schema_arrow.metadata or {}).get(EMBEDDING_META_KEY, b"{}"))
+    d = pf.schema_arrow.field("embedding").type.list_size
+    X = np.empty((pf.metadata.num_rows, d), np.float32)
+    ids: list[str] = []
+    row = 0
+    for batch in pf.iter_batches(batch_size=8192):
+        col = batch.column("embedding")
+        values = col.flatten().to_numpy(zero_copy_only=False)
+        X[row : row + len(col)] = values.reshape(len(col), d)
+        ids.extend(batch.column("image_id").to_pylist())
+        row += len(col)
+    return ids, X, meta
 
 
 def merge_shards(shard_paths: list[str], out_path: str) -> int:
-    """Concatenate a model's shards (in shard order) into one file; returns the row count."""
-    tables = [pq.read_table(p) for p in shard_paths]
-    dims = {t.schema.field("embedding").type.list_size for t in tables}
-    if len(dims) != 1:
+    """Concatenate a model's shards (in shard order) into one file, one shard in memory at a
+    time; returns the row count."""
+    schemas = [pq.read_schema(p) for p in shard_paths]
+    types = {str(s.field("embedding").type) for s in schemas}
+    if len(types) != 1:
         raise ValueError(
-            f"shards disagree on the embedding dimension {sorted(dims)}: "
+            f"shards disagree on the embedding dimension or type {sorted(types)}: "
             f"{shard_paths}; delete the stale ones and rerun"
         )
-    merged = pa.concat_tables(tables)
-    counts = pc.value_counts(merged.column("image_id"))
-    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
-    if len(repeated):
-        raise ValueError(
-            f"image id {repeated[0]['values']} appears in more than one shard: {shard_paths}"
-        )
-    meta = json.loads((tables[0].schema.metadata or {}).get(EMBEDDING_META_KEY, b"{}"))
+    meta = json.loads((schemas[0].metadata or {}).get(EMBEDDING_META_KEY, b"{}"))
     meta.pop("shard", None)
     meta["shards"] = len(shard_paths)
-    write_parquet(
-        merged.replace_schema_metadata({EMBEDDING_META_KEY: json.dumps(meta).encode()}), out_path
-    )
-    return merged.num_rows
+    schema = schemas[0].with_metadata({EMBEDDING_META_KEY: json.dumps(meta).encode()})
+    seen: set[str] = set()
+    rows = 0
+    with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+        for path in shard_paths:
+            table = pq.read_table(path).replace_schema_metadata(schema.metadata)
+            ids = table.column("image_id").to_pylist()
+            repeated = seen.intersection(ids) or {i for i, c in Counter(ids).items() if c > 1}
+            if repeated:
+                raise ValueError(
+                    f"image id {sorted(repeated)[0]} appears in more than one shard: {shard_paths}"
+                )
+            seen.update(ids)
+            w.write_table(table)
+            rows += table.num_rows
+    return rows

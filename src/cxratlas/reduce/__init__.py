@@ -1,5 +1,6 @@
-"""Reduction of one model's embeddings: kNN graph -> UMAP map -> clusters -> outlier scores."""
+"""Reduction of one model's embeddings: [PCA] -> kNN graph -> UMAP map -> clusters -> outliers."""
 
+from .knn import KnnSettings
 from .pipeline import ReduceResult, reduce_embeddings
 
-__all__ = ["ReduceResult", "reduce_embeddings"]
+__all__ = ["KnnSettings", "ReduceResult", "reduce_embeddings"]

@@ -1,37 +1,165 @@
-"""Exact cosine kNN with FAISS inner product on L2-normalised vectors."""
+"""Cosine kNN graphs with FAISS (inner product on L2-normalised vectors), exact or approximate.
+
+Exact search up to `exact_max` vectors; past it HNSW on the CPU or IVF on the GPU (FAISS has no
+GPU HNSW). Whatever the method, the recall against exact search is measured on a sample of
+queries, in the space the caller names (the original vectors, so PCA's loss counts too).
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
+log = logging.getLogger(__name__)
 
-def l2_normalise(X: np.ndarray) -> np.ndarray:
+
+def l2_normalise(X: np.ndarray, inplace: bool = False) -> np.ndarray:
+    """Rows scaled to unit length (float32); `inplace` reuses X's memory when it is float32."""
     X = np.ascontiguousarray(X, dtype=np.float32)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.maximum(norms, 1e-12)
+    out = X if inplace else X.copy()
+    for start in range(0, len(out), 65536):  # blocks: no second full-size temporary
+        block = out[start : start + 65536]
+        block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+    return out
 
 
-def exact_knn(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k nearest neighbours of each row of L2-normalised `X`, the row itself first.
+@dataclass
+class KnnSettings:
+    method: str = "auto"  # auto | exact | hnsw | ivf
+    exact_max: int = 200_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+    ivf_nlist: int | None = None  # None: 4 * sqrt(n)
+    ivf_nprobe: int = 32
+    recall_sample: int = 1000
+    refine: int = 3  # with PCA: search k * refine candidates, re-rank them in the full space
 
-    Returns (indices int64 (n, k), cosine distances float32 (n, k)), sorted by distance.
-    Duplicated vectors can tie with the query; the row itself is forced into column 0,
-    as UMAP's precomputed_knn expects.
-    """
+    def resolve(self, n: int, gpu: bool) -> str:
+        if self.method != "auto":
+            return self.method
+        return "exact" if n <= self.exact_max else ("ivf" if gpu else "hnsw")
+
+
+def exact_search(
+    queries: np.ndarray, base: np.ndarray, k: int, gpu: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product search of `queries` in `base`, with no index (no copy of `base`)."""
     import faiss
 
-    n = X.shape[0]
-    k = min(k, n)
-    index = faiss.IndexFlatIP(X.shape[1])
+    q = np.ascontiguousarray(queries, np.float32)
+    b = np.ascontiguousarray(base, np.float32)
+    if gpu:
+        res = faiss.StandardGpuResources()
+        return faiss.knn_gpu(res, q, b, k, metric=faiss.METRIC_INNER_PRODUCT)
+    return faiss.knn(q, b, k, metric=faiss.METRIC_INNER_PRODUCT)
+
+
+def _index(X: np.ndarray, method: str, s: KnnSettings, gpu: bool, seed: int):
+    import faiss
+
+    n, d = X.shape
+    if method == "hnsw":
+        if gpu:
+            raise ValueError("reduce.knn.method hnsw runs on the CPU only; use ivf on a GPU")
+        index = faiss.IndexHNSWFlat(d, s.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = s.hnsw_ef_construction
+        index.hnsw.efSearch = max(s.hnsw_ef_search, 1)
+    elif method == "ivf":
+        nlist = s.ivf_nlist or max(1, min(n // 39, int(4 * math.sqrt(n))))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        train = X
+        if n > 64 * nlist:  # FAISS's own advice: ~40-256 points per list are enough to train
+            rng = np.random.default_rng(seed)
+            train = X[np.sort(rng.choice(n, 64 * nlist, replace=False))]
+        index.train(train)
+        index.nprobe = min(s.ivf_nprobe, nlist)
+    else:
+        raise ValueError(f"reduce.knn.method must be auto, exact, hnsw or ivf, not {method!r}")
+    if gpu:
+        index = faiss.index_cpu_to_all_gpus(index)
     index.add(X)
-    sims, idx = index.search(X, k)
-    dist = np.clip(1.0 - sims, 0.0, 2.0).astype(np.float32)
-    rows = np.arange(n)
-    not_first = idx[:, 0] != rows
-    for r in np.flatnonzero(not_first):
+    return index
+
+
+def _self_first(idx: np.ndarray, dist: np.ndarray) -> None:
+    """UMAP's precomputed_knn wants each row's own index in column 0 (ties may displace it)."""
+    rows = np.arange(len(idx))
+    for r in np.flatnonzero(idx[:, 0] != rows):
         where = np.flatnonzero(idx[r] == r)
-        pos = int(where[0]) if len(where) else k - 1  # self missing among ties: drop the last
+        pos = int(where[0]) if len(where) else idx.shape[1] - 1  # missing: drop the last
         idx[r] = np.concatenate([[r], np.delete(idx[r], pos)])
         dist[r] = np.concatenate([[0.0], np.delete(dist[r], pos)])
-    dist[:, 0] = 0.0  # a point's distance to itself, without float round-off
-    return idx.astype(np.int64), dist
+    dist[:, 0] = 0.0
+
+
+def knn_graph(
+    X: np.ndarray,
+    k: int,
+    settings: KnnSettings | None = None,
+    gpu: bool = False,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """k nearest neighbours of each row of L2-normalised X, the row itself first.
+
+    Returns (indices int64 (n, k), cosine distances float32 (n, k), the method used).
+    """
+    s = settings or KnnSettings()
+    n = X.shape[0]
+    k = min(k, n)
+    method = s.resolve(n, gpu)
+    index = None if method == "exact" else _index(X, method, s, gpu, seed)
+    idx = np.empty((n, k), np.int64)
+    dist = np.empty((n, k), np.float32)
+    for start in range(0, n, 16384):  # query blocks bound the search's scratch memory
+        block = X[start : start + 16384]
+        if index is None:
+            sims, found = exact_search(block, X, k, gpu)
+        else:
+            sims, found = index.search(block, k)
+        idx[start : start + len(found)] = found
+        dist[start : start + len(found)] = np.clip(1.0 - sims, 0.0, 2.0)
+    bad = idx < 0  # an approximate index may return fewer than k hits
+    if bad.any():
+        idx[bad] = np.broadcast_to(np.arange(n)[:, None], idx.shape)[bad]
+        dist[bad] = 2.0
+    _self_first(idx, dist)
+    return idx, dist, method
+
+
+def knn_recall(
+    X_ref: np.ndarray, idx: np.ndarray, sample: int = 1000, seed: int = 0, gpu: bool = False
+) -> float:
+    """Mean recall@k of the graph `idx` against exact search in `X_ref` (L2-normalised) for a
+    seeded sample of query rows; the query itself is left out of both sides."""
+    n, k = idx.shape
+    if k < 2:
+        return 1.0
+    rng = np.random.default_rng(seed)
+    queries = np.sort(rng.choice(n, min(sample, n), replace=False))
+    _, exact = exact_search(X_ref[queries], X_ref, k, gpu)
+    hits = 0
+    for q, row, truth in zip(queries, idx[queries], exact, strict=True):
+        hits += len((set(row.tolist()) - {q}) & (set(truth.tolist()) - {q}))
+    return hits / (len(queries) * (k - 1))
+
+
+def refine_in_full_space(
+    X: np.ndarray, candidates: np.ndarray, k: int, block: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-rank each row's candidate neighbours (found in a reduced space) by exact cosine
+    distance in the full L2-normalised space X, keeping the best k; blocks bound the memory."""
+    n = len(X)
+    idx = np.empty((n, k), np.int64)
+    dist = np.empty((n, k), np.float32)
+    for start in range(0, n, block):
+        cand = candidates[start : start + block]
+        sims = np.einsum("bd,bcd->bc", X[start : start + len(cand)], X[cand])
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        idx[start : start + len(cand)] = np.take_along_axis(cand, order, 1)
+        dist[start : start + len(cand)] = np.clip(1.0 - np.take_along_axis(sims, order, 1), 0, 2)
+    _self_first(idx, dist)
+    return idx, dist

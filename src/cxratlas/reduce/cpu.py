@@ -1,0 +1,79 @@
+"""The CPU backend: scikit-learn PCA, umap-learn on a given kNN graph, scikit-learn HDBSCAN."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+
+class CPUBackend:
+    name = "cpu"
+    gpu = False
+
+    def pca(self, X: np.ndarray, n_components: int, seed: int, fit_max: int = 100_000):
+        """Project onto the top principal components (fitted on at most `fit_max` rows, then
+        applied in blocks). Returns (float32 scores, explained variance ratio sum)."""
+        from sklearn.decomposition import PCA
+
+        rng = np.random.default_rng(seed)
+        fit = X if len(X) <= fit_max else X[np.sort(rng.choice(len(X), fit_max, replace=False))]
+        model = PCA(n_components=n_components, svd_solver="randomized", random_state=seed)
+        model.fit(fit)
+        out = np.empty((len(X), n_components), np.float32)
+        for start in range(0, len(X), 65536):
+            out[start : start + 65536] = model.transform(X[start : start + 65536])
+        return out, float(model.explained_variance_ratio_.sum())
+
+    def umap(
+        self,
+        X: np.ndarray,
+        knn_idx: np.ndarray,
+        knn_dist: np.ndarray,
+        n_components: int = 2,
+        min_dist: float = 0.1,
+        n_epochs: int | None = None,
+        seed: int | None = 42,
+        init: str = "spectral",
+    ) -> np.ndarray:
+        """UMAP with metric cosine, fed the kNN graph so it is not searched again. A seed makes
+        it reproducible and single-threaded (umap-learn's rule); None runs it in parallel."""
+        import umap
+
+        k = knn_idx.shape[1]
+        model = umap.UMAP(
+            n_neighbors=k,
+            n_components=n_components,
+            metric="cosine",
+            min_dist=min_dist,
+            n_epochs=n_epochs,
+            random_state=seed,
+            precomputed_knn=(knn_idx, knn_dist, None),
+            init=init if X.shape[0] > n_components + 1 else "random",
+        )
+        with warnings.catch_warnings():
+            # No NNDescent search index: we never call transform() on new data.
+            warnings.filterwarnings("ignore", message=".*knn_search_index.*")
+            warnings.filterwarnings("ignore", message=".*n_jobs value 1 overridden.*")
+            return model.fit_transform(X).astype(np.float32)
+
+    def hdbscan(
+        self, Y: np.ndarray, min_cluster_size: int = 10, min_samples: int | None = None
+    ) -> np.ndarray:
+        """Cluster labels (int32; -1 is noise) on a low-dimensional space, never raw vectors.
+
+        The `hdbscan` package's Boruvka k-d tree takes 3 s where scikit-learn's HDBSCAN takes
+        31 s on 100k 2-D points (2 cores); scikit-learn is the fallback."""
+        if Y.shape[0] < max(min_cluster_size, 2):
+            return np.full(Y.shape[0], -1, np.int32)
+        try:
+            import hdbscan
+        except ImportError:
+            from sklearn.cluster import HDBSCAN
+
+            model = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples)
+            return model.fit_predict(Y).astype(np.int32)
+        model = hdbscan.HDBSCAN(
+            min_cluster_size=min_cluster_size, min_samples=min_samples, core_dist_n_jobs=-1
+        )
+        return model.fit_predict(np.asarray(Y, np.float64)).astype(np.int32)

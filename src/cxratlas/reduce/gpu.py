@@ -1,0 +1,85 @@
+"""The GPU backend: cuML PCA, cuML UMAP on the FAISS graph, cuML HDBSCAN (RAPIDS).
+
+Imported only when the GPU backend is chosen, so the CPU path never needs RAPIDS. The kNN graph
+itself comes from FAISS on the GPU (knn.py, gpu=True) and is handed to cuML as
+`precomputed_knn`, so UMAP does not search again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def gpu_available() -> tuple[bool, str]:
+    """Whether cuML and a FAISS build with GPUs are importable and see a device, and why not."""
+    try:
+        import cuml  # noqa: F401
+    except ImportError as exc:
+        return False, f"cuML is not installed ({exc}); use envs/gpu.yaml"
+    try:
+        import faiss
+
+        if faiss.get_num_gpus() < 1:
+            return False, "FAISS sees no GPU (faiss-cpu installed, or no device)"
+    except ImportError as exc:
+        return False, f"FAISS is not installed ({exc})"
+    return True, "cuML and FAISS-GPU see a device"
+
+
+class GPUBackend:
+    name = "gpu"
+    gpu = True
+
+    def __init__(self) -> None:
+        ok, why = gpu_available()
+        if not ok:
+            raise RuntimeError(f"reduce.backend is 'gpu' but {why}")
+
+    def pca(self, X: np.ndarray, n_components: int, seed: int, fit_max: int = 1_000_000):
+        from cuml.decomposition import PCA
+
+        rng = np.random.default_rng(seed)
+        fit = X if len(X) <= fit_max else X[np.sort(rng.choice(len(X), fit_max, replace=False))]
+        model = PCA(n_components=n_components, output_type="numpy").fit(fit)
+        out = np.empty((len(X), n_components), np.float32)
+        for start in range(0, len(X), 262144):  # host blocks: the matrix may exceed the GPU
+            out[start : start + 262144] = model.transform(X[start : start + 262144])
+        return out, float(np.asarray(model.explained_variance_ratio_).sum())
+
+    def umap(
+        self,
+        X: np.ndarray,
+        knn_idx: np.ndarray,
+        knn_dist: np.ndarray,
+        n_components: int = 2,
+        min_dist: float = 0.1,
+        n_epochs: int | None = None,
+        seed: int | None = 42,
+        init: str = "spectral",
+    ) -> np.ndarray:
+        from cuml.manifold import UMAP
+
+        model = UMAP(
+            n_neighbors=knn_idx.shape[1],
+            n_components=n_components,
+            metric="cosine",
+            min_dist=min_dist,
+            n_epochs=n_epochs,
+            random_state=seed,
+            init=init if init in ("spectral", "random") else "spectral",
+            precomputed_knn=(knn_idx, knn_dist),  # self first, as cuML requires
+            output_type="numpy",
+        )
+        return np.asarray(model.fit_transform(X), np.float32)
+
+    def hdbscan(
+        self, Y: np.ndarray, min_cluster_size: int = 10, min_samples: int | None = None
+    ) -> np.ndarray:
+        from cuml.cluster import HDBSCAN
+
+        if Y.shape[0] < max(min_cluster_size, 2):
+            return np.full(Y.shape[0], -1, np.int32)
+        model = HDBSCAN(
+            min_cluster_size=min_cluster_size, min_samples=min_samples, output_type="numpy"
+        )
+        return np.asarray(model.fit_predict(Y), np.int32)

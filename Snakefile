@@ -12,6 +12,9 @@ min_version("9.0")
 configfile: Path(workflow.basedir) / "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 validate(config, schema="src/cxratlas/schemas/config.schema.yaml")
 
 
@@ -28,6 +31,7 @@ include: "rules/sample.smk"
 include: "rules/embed.smk"
 include: "rules/reduce.smk"
 include: "rules/atlas.smk"
+include: "rules/analysis.smk"
 
 
 rule all:
@@ -35,3 +39,8 @@ rule all:
     input:
         "results/atlas/atlas.parquet",
         "results/atlas/state.json",
+        "results/analysis/eda/counts.parquet",
+        "results/analysis/compare/pairs.parquet",
+        "results/analysis/probes/probes.parquet",
+        analysis_label_noise(),
+        expand("results/analysis/clusters/{model}/enrichment.parquet", model=MODELS),

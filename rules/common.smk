@@ -56,3 +56,10 @@ def model_shards(wildcards):
         model=wildcards.model,
         shard=SHARDS,
     )
+
+
+def analysis_label_noise():
+    """The label-noise outputs, when a finding is named for it."""
+    if config["analysis"]["label_noise"]["finding"]:
+        return ["results/analysis/label_noise/label_noise.parquet"]
+    return []

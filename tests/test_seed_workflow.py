@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from test_workflow import _job_stats, snakemake
+from test_workflow import ANALYSIS, _job_stats, snakemake
 
 from cxratlas.io import embedding_table, read_embeddings, write_parquet
 from cxratlas.testing import tiny_models
@@ -124,6 +124,7 @@ def test_a_sixth_entry_of_a_known_kind_plans_only_its_jobs(repo, seed_run):
         "reduce": 1,
         "atlas": 1,
         "all": 1,
+        **ANALYSIS,
     }
     for model in models:
         assert f"embeddings/{model}/shard" not in out

@@ -18,7 +18,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from test_workflow import _job_stats
+from test_workflow import ANALYSIS, _job_stats
+
+ONE_SHARD = {"embed_shard": 1, "merge_embeddings": 1, "reduce": 1, "atlas": 1, "all": 1}
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIRED = os.environ.get("CXR_ATLAS_REQUIRE_SLURM") == "1"
@@ -158,7 +160,7 @@ def test_failed_shard_is_reported_and_rerun_alone(cluster):
     assert set(tries["state"]) == {"FAILED"}
 
     plan = _job_stats(cluster.run("-n").stdout)
-    assert plan == {"embed_shard": 1, "merge_embeddings": 1, "reduce": 1, "atlas": 1, "all": 1}
+    assert plan == {**ONE_SHARD, **ANALYSIS}
     proc = cluster.run()
     assert proc.returncode == 0, _explain(proc)
     assert {s: _fingerprint(emb / f"shard-{s}.parquet") for s in (0, 2)} == good
@@ -194,7 +196,7 @@ def test_cancelled_job_is_detected_and_recomputed_alone(cluster):
     good = {s: _fingerprint(emb / f"shard-{s}.parquet") for s in (0, 1)}
 
     plan = _job_stats(cluster.run("-n").stdout)
-    assert plan == {"embed_shard": 1, "merge_embeddings": 1, "reduce": 1, "atlas": 1, "all": 1}
+    assert plan == {**ONE_SHARD, **ANALYSIS}
     proc = cluster.run()
     assert proc.returncode == 0, _explain(proc)
     assert {s: _fingerprint(emb / f"shard-{s}.parquet") for s in (0, 1)} == good
@@ -207,8 +209,8 @@ def test_dry_run_plans_a_new_model_alone(cluster):
     cluster.write_config()
     proc = cluster.run("-n")
     assert proc.returncode == 0, _explain(proc)
-    assert _job_stats(proc.stdout) == {
-        "embed_shard": 3, "merge_embeddings": 1, "reduce": 1, "atlas": 1, "all": 1}  # fmt: skip
+    new_model = {"embed_shard": 3, "merge_embeddings": 1, "reduce": 1, "atlas": 1, "all": 1}
+    assert _job_stats(proc.stdout) == {**new_model, **ANALYSIS}
     for shard in range(3):
         assert f"results/embeddings/pixels_8/shard-{shard}.parquet" in proc.stdout
     assert "pixels_32/shard" not in proc.stdout and "pixels_16/shard" not in proc.stdout

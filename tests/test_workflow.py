@@ -18,6 +18,8 @@ from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# a new model also reruns the cross-model analyses and gets its own cluster report
+ANALYSIS = {"compare": 1, "probes": 1, "cluster_report": 1, "label_noise": 1}
 
 
 def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True):
@@ -125,7 +127,14 @@ def test_dry_run_plans_every_shard_and_a_new_model_alone(repo, tmp_path):
     write_config(tmp_path, {"models": {"pixels_16": {"kind": "pixels", "image_size": 16}}})
     out = snakemake(repo, tmp_path, "-n").stdout
     stats = _job_stats(out)
-    assert stats == {"embed_shard": 3, "merge_embeddings": 1, "reduce": 1, "atlas": 1, "all": 1}
+    assert stats == {
+        "embed_shard": 3,
+        "merge_embeddings": 1,
+        "reduce": 1,
+        "atlas": 1,
+        "all": 1,
+        **ANALYSIS,
+    }
     assert "pixels_32/shard" not in out and "pixels_64_pca/shard" not in out
 
 
@@ -163,3 +172,56 @@ def test_lint_clean(repo):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_analyses_track_the_planted_truth(demo_run):
+    """Probes on planted findings beat chance widely, clusters and the outlier group gather
+    planted structure, and the contact sheets exist."""
+    from cxratlas.analysis.enrichment import model_groups
+    from cxratlas.analysis.probes import run_probes
+
+    probes = pd.read_parquet(demo_run / "results/analysis/probes/probes.parquet")
+    assert set(probes["finding"]) >= {"cardiomegaly", "pleural_effusion", "support_devices"}
+    assert (probes["auroc"] > 0.75).all() and (probes["ci_low"] > 0.6).all()
+    emb = {m: str(demo_run / f"results/embeddings/{m}.parquet") for m in ("pixels_32",)}
+    null = run_probes(emb, str(demo_run / "results/manifest.parquet"), ["cardiomegaly"],
+                      bootstrap=200, shuffle_labels=True)  # fmt: skip
+    assert abs(null["auroc"].iloc[0] - 0.5) < 0.12
+    pairs = pd.read_parquet(demo_run / "results/analysis/compare/pairs.parquet")
+    assert len(pairs) == 1 and 0 < pairs["jaccard_k"].iloc[0] <= 1 and pairs["ari"].iloc[0] > 0.3
+    truth = pd.read_csv(demo_run / "resources/demo/manifest.csv", keep_default_na=False)
+    truth = truth.set_index("image_id")
+    reduced = pd.read_parquet(demo_run / "results/reduce/pixels_32/reduced.parquet")
+    groups = model_groups(reduced, 0.95)
+    planted = truth.loc[reduced["image_id"], "gt_outlier"].astype(bool).to_numpy()
+    assert planted[groups["outliers"]].mean() > 4 * planted.mean()
+    described = pd.read_parquet(demo_run / "results/analysis/clusters/pixels_32/groups.parquet")
+    clusters = described[described["group"].str.match(r"c\d")]
+    assert (clusters["top_view_position_share"] > 0.8).sum() >= 2  # view-pure clusters
+    sheet = Image.open(demo_run / "results/analysis/clusters/pixels_32/contact_sheet.png")
+    assert sheet.size[0] > 8 * 96 and sheet.size[1] >= 96 * len(described)
+    atlas = pq.read_table(demo_run / "results/atlas/atlas.parquet")
+    agree = atlas.column("agreement").to_numpy()
+    assert ((agree >= 0) & (agree <= 1)).all() and {"agreement_pixels_32"} <= set(
+        atlas.schema.names
+    )
+
+
+def test_html_report_holds_the_analyses_with_captions(repo, demo_run):
+    snakemake(repo, demo_run, "--report", "report.html")
+    html = (demo_run / "report.html").read_text(errors="replace")
+    for text in ("Cross-model comparison", "Linear probes", "contact_sheet.png", "patient-level"):
+        assert text in html, text
+
+
+def test_label_noise_degrades_what_the_clean_labels_show(demo_run):
+    noise = pd.read_parquet(demo_run / "results/analysis/label_noise/label_noise.parquet")
+    probes = pd.read_parquet(demo_run / "results/analysis/probes/probes.parquet")
+    assert set(noise["fraction"]) == {0, 0.05, 0.1, 0.2, 0.3}
+    for model, sub in noise.groupby("model"):
+        sub = sub.set_index("fraction")
+        clean = probes.set_index(["finding", "model"]).loc[("cardiomegaly", model), "auroc"]
+        assert sub.at[0.0, "probe_auroc"] == pytest.approx(clean)  # same folds, same labels
+        assert sub.at[0.3, "probe_auroc"] < clean - 0.1
+        assert sub.at[0.3, "max_odds_ratio"] < sub.at[0.0, "max_odds_ratio"]
+        assert sub.at[0.3, "cluster_nmi"] <= sub.at[0.0, "cluster_nmi"] + 1e-9

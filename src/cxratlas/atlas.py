@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .analysis.compare import agreement, aligned_neighbours
 from .imaging import ImageLoadError, ImageSource, check_unreadable, thumbnail_png
 from .io import write_json, write_parquet
 from .manifest import KNOWN_FINDINGS, OPTIONAL
@@ -189,6 +190,12 @@ def build_atlas(
             "clusters": int(len(set(cluster.tolist()) - {-1})),
             "noise_fraction": float((cluster == -1).mean()) if len(ids) else 0,
         }
+    if len(tables) > 1:  # how much of each point's neighbourhood the other models keep
+        common = pd.Index(ids)
+        per_model = agreement({m: aligned_neighbours(t, common)[0] for m, t in tables.items()})
+        for m, score in per_model.items():
+            cols[f"agreement_{m}"] = pa.array(score, pa.float32())
+        cols["agreement"] = pa.array(np.mean(list(per_model.values()), axis=0), pa.float32())
     write_parquet(pa.table(cols), out_path)
     write_json(atlas_state(list(reduced), cols), state_path)
     summary["command"] = viewer_command(out_path, state_path, list(reduced))

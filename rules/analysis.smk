@@ -1,0 +1,120 @@
+rule eda:
+    input:
+        manifest="results/manifest.parquet",
+    output:
+        table="results/analysis/eda/counts.parquet",
+        figure=report(
+            "results/analysis/eda/eda.png",
+            caption="../report/eda.rst",
+            category="Manifest",
+        ),
+    log:
+        "logs/analysis/eda.log",
+    benchmark:
+        "logs/benchmarks/analysis/eda.tsv"
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../scripts/eda.py"
+
+
+rule compare:
+    input:
+        reduced=expand("results/reduce/{model}/reduced.parquet", model=MODELS),
+        embeddings=expand("results/embeddings/{model}.parquet", model=MODELS),
+        summaries=expand("results/reduce/{model}/summary.json", model=MODELS),
+    output:
+        pairs="results/analysis/compare/pairs.parquet",
+        models="results/analysis/compare/models.parquet",
+        figure=report(
+            "results/analysis/compare/agreement.png",
+            caption="../report/compare.rst",
+            category="Cross-model comparison",
+        ),
+    log:
+        "logs/analysis/compare.log",
+    benchmark:
+        "logs/benchmarks/analysis/compare.tsv"
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        models=MODELS,
+        cka_sample=config["analysis"]["compare"]["cka_sample"],
+        seed=config["analysis"]["seed"],
+    script:
+        "../scripts/compare.py"
+
+
+rule probes:
+    input:
+        embeddings=expand("results/embeddings/{model}.parquet", model=MODELS),
+        manifest="results/manifest.parquet",
+    output:
+        table="results/analysis/probes/probes.parquet",
+        figure=report(
+            "results/analysis/probes/probes.png",
+            caption="../report/probes.rst",
+            category="Linear probes",
+        ),
+    log:
+        "logs/analysis/probes.log",
+    benchmark:
+        "logs/benchmarks/analysis/probes.tsv"
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        models=MODELS,
+        probes=config["analysis"]["probes"],
+        seed=config["analysis"]["seed"],
+    script:
+        "../scripts/probes.py"
+
+
+rule cluster_report:
+    input:
+        reduced="results/reduce/{model}/reduced.parquet",
+        manifest="results/manifest.parquet",
+        thumbnails=expand("results/thumbnails/shard-{shard}.parquet", shard=SHARDS),
+    output:
+        enrichment="results/analysis/clusters/{model}/enrichment.parquet",
+        groups="results/analysis/clusters/{model}/groups.parquet",
+        sheet=report(
+            "results/analysis/clusters/{model}/contact_sheet.png",
+            caption="../report/clusters.rst",
+            category="Clusters",
+            subcategory="{model}",
+        ),
+    log:
+        "logs/analysis/clusters/{model}.log",
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        clusters=config["analysis"]["clusters"],
+        seed=config["analysis"]["seed"],
+    script:
+        "../scripts/cluster_report.py"
+
+
+rule label_noise:
+    input:
+        embeddings=expand("results/embeddings/{model}.parquet", model=MODELS),
+        reduced=expand("results/reduce/{model}/reduced.parquet", model=MODELS),
+        manifest="results/manifest.parquet",
+    output:
+        table="results/analysis/label_noise/label_noise.parquet",
+        figure=report(
+            "results/analysis/label_noise/label_noise.png",
+            caption="../report/label_noise.rst",
+            category="Label noise",
+        ),
+    log:
+        "logs/analysis/label_noise.log",
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        models=MODELS,
+        noise=config["analysis"]["label_noise"],
+        folds=config["analysis"]["probes"]["folds"],
+        seed=config["analysis"]["seed"],
+    script:
+        "../scripts/label_noise.py"

@@ -1,0 +1,27 @@
+"""Rule compare: pairwise kNN Jaccard, linear CKA, cluster ARI/NMI; per-model trustworthiness."""
+
+import json
+
+import _bootstrap  # noqa: F401  (puts ../src on sys.path)
+
+from cxratlas.analysis.compare import compare_models
+from cxratlas.analysis.plots import agreement_heatmaps
+from cxratlas.io import write_frame
+from cxratlas.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+p = snakemake.params
+trust = {}
+for m, path in zip(p.models, snakemake.input.summaries, strict=True):
+    with open(path) as fh:
+        trust[m] = json.load(fh).get("trustworthiness")
+pairs, per_model = compare_models(
+    dict(zip(p.models, snakemake.input.reduced, strict=True)),
+    dict(zip(p.models, snakemake.input.embeddings, strict=True)),
+    trust=trust,
+    cka_sample=p.cka_sample,
+    seed=p.seed,
+)
+write_frame(pairs, snakemake.output.pairs)
+write_frame(per_model, snakemake.output.models)
+agreement_heatmaps(pairs, list(p.models), snakemake.output.figure)

@@ -1,0 +1,23 @@
+"""Rule probes: linear-probe AUROC per finding and model, patient-level folds, bootstrap CIs."""
+
+import _bootstrap  # noqa: F401  (puts ../src on sys.path)
+
+from cxratlas.analysis.plots import probe_plot
+from cxratlas.analysis.probes import run_probes
+from cxratlas.io import write_frame
+from cxratlas.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+p = snakemake.params
+table = run_probes(
+    dict(zip(p.models, snakemake.input.embeddings, strict=True)),
+    snakemake.input.manifest,
+    findings=p.probes["findings"],
+    folds=p.probes["folds"],
+    bootstrap=p.probes["bootstrap"],
+    min_positives=p.probes["min_positives"],
+    uncertain=p.probes["uncertain"],
+    seed=p.seed,
+)
+write_frame(table, snakemake.output.table)
+probe_plot(table, snakemake.output.figure)

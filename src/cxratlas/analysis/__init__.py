@@ -1,0 +1,1 @@
+"""Analyses that guide subgroup work: cross-model comparison, linear probes, enrichment."""

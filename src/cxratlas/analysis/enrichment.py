@@ -1,0 +1,153 @@
+"""What each cluster (and the top outlier region) of a model is made of.
+
+Per group: size; per finding, prevalence inside vs outside, odds ratio (Haldane-Anscombe +0.5)
+and Fisher's exact p-value, Benjamini-Hochberg-adjusted over every test of the model; the
+dominant view, manufacturer, sex and age band with their shares. Contact sheets show k seeded
+sample thumbnails per group, so subgroup work starts from images, not numbers.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+AGE_BANDS = [0, 20, 40, 60, 80, 200]
+AGE_NAMES = ["<20", "20-39", "40-59", "60-79", "80+"]
+DESCRIBE = ("view_position", "manufacturer", "sex", "age_band")
+
+
+def model_groups(reduced: pd.DataFrame, outlier_quantile: float = 0.95) -> dict[str, np.ndarray]:
+    """Boolean masks over `reduced` rows: each cluster (largest first), `noise`, and `outliers`,
+    the rows above the outlier score's quantile (they also stay in their cluster)."""
+    cluster = reduced["cluster"].to_numpy()
+    sizes = pd.Series(cluster[cluster >= 0]).value_counts()
+    groups = {f"c{c}": cluster == c for c in sizes.index}
+    if (cluster < 0).any():
+        groups["noise"] = cluster < 0
+    score = reduced["outlier"].to_numpy()
+    groups["outliers"] = score > np.quantile(score, outlier_quantile)
+    return groups
+
+
+def _bh(p: np.ndarray) -> np.ndarray:
+    from scipy.stats import false_discovery_control
+
+    out = np.full(len(p), np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = false_discovery_control(p[ok], method="bh")
+    return out
+
+
+def enrichment(membership: dict[str, np.ndarray], labels: pd.DataFrame) -> pd.DataFrame:
+    """Long table: one row per (group, finding). `membership[group]` is a boolean mask over
+    `labels` rows; labels hold 1/0/-1/NA (only 1 and 0 count)."""
+    from scipy.stats import fisher_exact
+
+    rows = []
+    for finding in labels.columns:
+        y = labels[finding].astype("Int8")
+        known = y.isin([0, 1]).to_numpy()
+        pos = (y == 1).fillna(False).to_numpy()
+        for group, mask in membership.items():
+            a = int((mask & pos).sum())
+            b = int((mask & known & ~pos).sum())
+            c = int((~mask & pos).sum())
+            d = int((~mask & known & ~pos).sum())
+            p = fisher_exact([[a, b], [c, d]]).pvalue if (a + b) and (c + d) else np.nan
+            rows.append(
+                {
+                    "group": group,
+                    "finding": finding,
+                    "size": int(mask.sum()),
+                    "positives_in": a,
+                    "prevalence_in": a / (a + b) if a + b else np.nan,
+                    "prevalence_out": c / (c + d) if c + d else np.nan,
+                    "odds_ratio": (a + 0.5) * (d + 0.5) / ((b + 0.5) * (c + 0.5)),
+                    "p_value": p,
+                }
+            )
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["p_adjusted"] = _bh(table["p_value"].to_numpy(float))
+    return table
+
+
+def describe_groups(membership: dict[str, np.ndarray], meta: pd.DataFrame) -> pd.DataFrame:
+    """Per group: size and the dominant value (with its share) of view, manufacturer, sex and
+    age band."""
+    meta = meta.copy()
+    if "age" in meta:
+        meta["age_band"] = pd.cut(
+            pd.to_numeric(meta["age"], errors="coerce"), AGE_BANDS, right=False, labels=AGE_NAMES
+        ).astype("string")
+    rows = []
+    for group, mask in membership.items():
+        row: dict = {"group": group, "size": int(mask.sum())}
+        for col in DESCRIBE:
+            if col not in meta:
+                continue
+            counts = meta.loc[mask, col].astype("string").fillna("unknown").value_counts()
+            if len(counts):
+                row[f"top_{col}"] = counts.index[0]
+                row[f"top_{col}_share"] = float(counts.iloc[0] / counts.sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def contact_sheet(groups: dict[str, list[bytes]], thumb: int = 96, title: str = "") -> bytes:
+    """One PNG: a row per group, its label, then its sample thumbnails."""
+    k = max((len(v) for v in groups.values()), default=1)
+    label_w, pad, head = 120, 4, 24 if title else 0
+    sheet = Image.new(
+        "L", (label_w + k * (thumb + pad), head + len(groups) * (thumb + pad)), color=255
+    )
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((4, 4), title, fill=0)
+    for r, (group, pngs) in enumerate(groups.items()):
+        y = head + r * (thumb + pad)
+        draw.text((4, y + thumb // 2 - 6), group, fill=0)
+        for c, png in enumerate(pngs):
+            if png is None:
+                continue
+            with Image.open(io.BytesIO(png)) as img:
+                img = img.convert("L")
+                img.thumbnail((thumb, thumb))
+                sheet.paste(img, (label_w + c * (thumb + pad), y))
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def cluster_report(
+    reduced_path: str,
+    manifest_path: str,
+    thumbnail_paths: list[str],
+    sample_k: int = 8,
+    seed: int = 0,
+    outlier_quantile: float = 0.95,
+    model: str = "",
+) -> tuple[pd.DataFrame, pd.DataFrame, bytes]:
+    """(enrichment table, group descriptions, contact sheet PNG) for one model."""
+    from ..manifest import KNOWN_FINDINGS
+
+    reduced = pd.read_parquet(reduced_path, columns=["image_id", "cluster", "outlier"])
+    manifest = pd.read_parquet(manifest_path).set_index("image_id").reindex(reduced["image_id"])
+    groups = model_groups(reduced, outlier_quantile)
+    findings = [c for c in manifest.columns if c in KNOWN_FINDINGS]
+    table = enrichment(groups, manifest[findings].reset_index(drop=True))
+    described = describe_groups(groups, manifest.reset_index(drop=True))
+    thumbs = pd.concat([pd.read_parquet(p) for p in thumbnail_paths]).set_index("image_id")
+    thumbs = thumbs["thumbnail"].reindex(reduced["image_id"]).to_numpy()
+    rng = np.random.default_rng(seed)
+    picks = {}
+    for group, mask in groups.items():
+        rows = np.flatnonzero(mask)
+        chosen = rng.choice(rows, min(sample_k, len(rows)), replace=False) if len(rows) else []
+        picks[f"{group} (n={len(rows)})"] = [thumbs[i] for i in chosen]
+    sheet = contact_sheet(picks, title=f"{model}: {sample_k} random images per cluster")
+    return table, described, sheet

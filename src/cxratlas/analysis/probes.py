@@ -1,0 +1,154 @@
+"""Linear probes: how well each model's frozen embeddings classify one finding.
+
+Per finding and model: standardised embeddings -> logistic regression, evaluated by k-fold
+cross-validation with patient-level folds (no patient on both sides of a split), AUROC on the
+pooled out-of-fold scores, and a 95% CI from a patient-level (cluster) bootstrap. Uncertain
+labels (-1) are left out by default (CheXpert's "U-Ignore"); missing labels always are.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+def patient_folds(groups: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold index per row; every patient's rows share one fold, positives spread evenly."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    fold = np.empty(len(y), np.int64)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for i, (_, test) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
+        fold[test] = i
+    return fold
+
+
+def _auroc(y: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def probe_auroc(
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    folds: int = 5,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    C: float = 1.0,
+) -> dict[str, float]:
+    """Out-of-fold AUROC of a logistic-regression probe, with a patient-bootstrap 95% CI."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.asarray(y, np.int64)
+    folds = min(folds, int(y.sum()), int((1 - y).sum()), len(np.unique(groups)))
+    if folds < 2:
+        return {"auroc": np.nan, "ci_low": np.nan, "ci_high": np.nan, "folds": folds}
+    fold = patient_folds(groups, y, folds, seed)
+    score = np.empty(len(y), np.float64)
+    for f in range(folds):
+        test = fold == f
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+        model.fit(X[~test], y[~test])
+        score[test] = model.decision_function(X[test])
+    auroc = _auroc(y, score)
+    rng = np.random.default_rng(seed)
+    patients, inverse = np.unique(groups, return_inverse=True)
+    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
+    boots = []
+    for _ in range(bootstrap):
+        pick = np.concatenate([members[p] for p in rng.integers(0, len(patients), len(patients))])
+        value = _auroc(y[pick], score[pick])
+        if not np.isnan(value):
+            boots.append(value)
+    low, high = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+    return {"auroc": auroc, "ci_low": float(low), "ci_high": float(high), "folds": folds}
+
+
+def finding_labels(manifest: pd.DataFrame, finding: str, uncertain: str = "ignore") -> pd.Series:
+    """0/1 labels for `finding` (index image_id); uncertain -> dropped, 1 or 0."""
+    values = manifest[finding].astype("Int8")
+    if uncertain == "positive":
+        values = values.replace(-1, 1)
+    elif uncertain == "negative":
+        values = values.replace(-1, 0)
+    return values[values.isin([0, 1])].astype(np.int64)
+
+
+def run_probes(
+    embeddings: dict[str, str],
+    manifest_path: str,
+    findings: list[str] | None = None,
+    folds: int = 5,
+    bootstrap: int = 1000,
+    min_positives: int = 10,
+    uncertain: str = "ignore",
+    seed: int = 0,
+    shuffle_labels: bool = False,
+) -> pd.DataFrame:
+    """One row per (finding, model). `shuffle_labels` permutes labels across patients: the
+    chance-level control."""
+    from ..io import read_embeddings
+    from ..manifest import KNOWN_FINDINGS
+
+    manifest = pd.read_parquet(manifest_path).set_index("image_id")
+    if findings is None:
+        findings = sorted(c for c in manifest.columns if c in KNOWN_FINDINGS)
+    missing = [f for f in findings if f not in manifest.columns]
+    if missing:
+        raise KeyError(f"analysis.probes.findings {missing} are not manifest columns")
+    loaded = {m: read_embeddings(p) for m, p in embeddings.items()}
+    common = None
+    for ids, _, _ in loaded.values():
+        common = pd.Index(ids) if common is None else common.intersection(ids, sort=False)
+    if "patient_id" not in manifest:
+        log.warning("no patient_id column: folds split images, not patients (optimistic AUROC)")
+    rows = []
+    for finding in findings:
+        labels = finding_labels(manifest, finding, uncertain).reindex(common).dropna()
+        n_pos = int(labels.sum())
+        if n_pos < min_positives or len(labels) - n_pos < min_positives:
+            log.warning(
+                "probe %s: %d positives of %d, too few; skipped", finding, n_pos, len(labels)
+            )
+            continue
+        # no patient ids: every image is its own patient (say so in the note, not silently)
+        groups_col = manifest.get("patient_id", pd.Series(manifest.index, index=manifest.index))
+        groups = groups_col.reindex(labels.index).astype(str)
+        y = labels.to_numpy()
+        if shuffle_labels:
+            y = np.random.default_rng(seed).permutation(y)
+        for m, (ids, X, _) in loaded.items():
+            Xm = X[pd.Index(ids).get_indexer(labels.index)]
+            result = probe_auroc(Xm, y, groups.to_numpy(), folds, bootstrap, seed)
+            rows.append(
+                {
+                    "finding": finding,
+                    "model": m,
+                    "n": len(y),
+                    "positives": int(y.sum()),
+                    "patients": int(groups.nunique()),
+                    **result,
+                }
+            )
+            log.info("probe %s / %s: AUROC %.3f (%.3f-%.3f)", finding, m, result["auroc"],
+                     result["ci_low"], result["ci_high"])  # fmt: skip
+    columns = [
+        "finding",
+        "model",
+        "n",
+        "positives",
+        "patients",
+        "auroc",
+        "ci_low",
+        "ci_high",
+        "folds",
+    ]
+    return pd.DataFrame(rows, columns=columns)

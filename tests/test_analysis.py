@@ -1,0 +1,138 @@
+"""Probes and enrichment on planted truth; patient-level folds never split a patient."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxratlas.analysis.enrichment import describe_groups, enrichment, model_groups
+from cxratlas.analysis.probes import finding_labels, patient_folds, probe_auroc
+
+
+def _patients(n_patients=120, per=3, seed=0):
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_patients), per)
+    # the label is a property of the patient, so leaking a patient would inflate AUROC
+    y = np.repeat(rng.random(n_patients) < 0.4, per).astype(int)
+    return rng, groups, y
+
+
+def test_patient_folds_keep_each_patient_on_one_side():
+    _, groups, y = _patients()
+    fold = patient_folds(groups, y, 5, seed=0)
+    per_patient = pd.Series(fold).groupby(groups).nunique()
+    assert (per_patient == 1).all() and set(fold) == set(range(5))
+    rates = pd.Series(y).groupby(fold).mean()
+    assert rates.max() - rates.min() < 0.15  # positives spread over the folds
+
+
+def test_probe_finds_a_planted_signal_and_not_a_shuffled_one():
+    rng, groups, y = _patients()
+    X = rng.normal(size=(len(y), 32))
+    X[:, 3] += 1.5 * y  # the finding is linearly encoded in one direction
+    hit = probe_auroc(X, y, groups, folds=5, bootstrap=300, seed=0)
+    assert hit["auroc"] > 0.8 and hit["ci_low"] < hit["auroc"] < hit["ci_high"]
+    shuffled = np.repeat(rng.permutation(y[::3]), 3)
+    null = probe_auroc(X, shuffled, groups, folds=5, bootstrap=300, seed=0)
+    assert abs(null["auroc"] - 0.5) < 0.12 and null["ci_low"] < 0.5 < null["ci_high"]
+
+
+def test_patient_memorisation_does_not_leak():
+    """Embeddings that identify the patient but carry no finding: with patient-level folds the
+    probe stays at chance (random image-level folds would score far above it)."""
+    rng, groups, y = _patients(per=4)
+    X = rng.normal(size=(120, 48))[groups] + 0.05 * rng.normal(size=(len(y), 48))
+    result = probe_auroc(X, y, groups, folds=5, bootstrap=0, seed=0)
+    assert abs(result["auroc"] - 0.5) < 0.15
+
+
+def test_uncertain_labels_policy():
+    m = pd.DataFrame({"pneumonia": pd.array([1, 0, -1, None], "Int8")}, index=list("abcd"))
+    assert finding_labels(m, "pneumonia").to_dict() == {"a": 1, "b": 0}
+    assert finding_labels(m, "pneumonia", "positive").to_dict() == {"a": 1, "b": 0, "c": 1}
+    assert finding_labels(m, "pneumonia", "negative").to_dict() == {"a": 1, "b": 0, "c": 0}
+
+
+def test_enrichment_finds_the_planted_subgroup():
+    rng = np.random.default_rng(0)
+    cluster = rng.integers(0, 4, 800)
+    pneumonia = np.where(cluster == 2, rng.random(800) < 0.6, rng.random(800) < 0.1).astype(int)
+    devices = (rng.random(800) < 0.3).astype(int)  # independent of the clusters
+    devices[:40] = -1  # uncertain: counted neither way
+    reduced = pd.DataFrame({"image_id": range(800), "cluster": cluster, "outlier": rng.random(800)})
+    groups = model_groups(reduced, 0.95)
+    assert list(groups)[:4] == [f"c{c}" for c in pd.Series(cluster).value_counts().index]
+    assert groups["outliers"].sum() == 40
+    labels = pd.DataFrame({"pneumonia": pneumonia, "support_devices": devices})
+    table = enrichment(groups, labels).set_index(["group", "finding"])
+    hit = table.loc[("c2", "pneumonia")]
+    assert hit["odds_ratio"] > 8 and hit["p_adjusted"] < 1e-10
+    assert abs(hit["prevalence_in"] - 0.6) < 0.08 and abs(hit["prevalence_out"] - 0.1) < 0.04
+    others = table.xs("support_devices", level="finding")
+    assert (others["p_adjusted"] > 0.05).all()  # nothing planted, nothing found
+    known = (devices >= 0) & groups["c0"]
+    assert table.loc[("c0", "support_devices"), "prevalence_in"] == pytest.approx(
+        devices[known].mean()
+    )
+
+
+def test_group_descriptions_name_the_dominant_values():
+    meta = pd.DataFrame(
+        {
+            "view_position": ["PA"] * 8 + ["LATERAL"] * 2,
+            "age": [25, 30, 35, 70, 72, 74, 80, 85, 50, 51],
+        }
+    )
+    mask = np.array([True] * 5 + [False] * 5)
+    d = describe_groups({"c0": mask, "c1": ~mask}, meta).set_index("group")
+    assert d.at["c0", "top_view_position"] == "PA" and d.at["c0", "top_view_position_share"] == 1
+    assert d.at["c1", "top_view_position"] == "PA" and d.at["c1", "top_view_position_share"] == 0.6
+    assert d.at["c0", "top_age_band"] == "20-39" and d.at["c0", "top_age_band_share"] == 0.6
+
+
+def test_eda_counts_match_the_manifest(demo):
+    from cxratlas.analysis.eda import eda_table
+
+    _, df = demo
+    m = df.copy()
+    m["cardiomegaly"] = pd.array([1, 0, -1, None] * (len(m) // 4), "Int8")
+    table = eda_table(m)
+    get = lambda s: table[table["section"] == s].set_index("key")["count"]  # noqa: E731
+    assert get("images")["total"] == len(m)
+    assert get("view_position").to_dict() == m["view_position"].value_counts().to_dict()
+    assert get("label:cardiomegaly").to_dict() == {
+        "positive": 30, "negative": 30, "uncertain": 30, "missing": 30}  # fmt: skip
+    per_patient = m.groupby("patient_id").size().value_counts()
+    assert get("images_per_patient").sum() == m["patient_id"].nunique()
+    assert get("images_per_patient")["1"] == per_patient.get(1, 0)
+    assert get("age").sum() == m["age"].notna().sum()
+
+
+def test_flip_changes_exactly_the_asked_fraction():
+    from cxratlas.analysis.label_noise import flip
+
+    y = np.array([0, 1] * 50)
+    flipped = flip(y, 0.2, seed=0)
+    assert (flipped != y).sum() == 20 and set(flipped) <= {0, 1}
+    assert (flip(y, 0.0, 0) == y).all()
+
+
+def test_probes_with_too_few_positives_give_an_empty_table_and_a_figure(tmp_path):
+    from PIL import Image
+
+    from cxratlas.analysis.plots import probe_plot
+    from cxratlas.analysis.probes import run_probes
+    from cxratlas.io import embedding_table, write_parquet
+
+    ids = [f"i{i}" for i in range(30)]
+    write_parquet(
+        embedding_table(ids, np.random.default_rng(0).normal(size=(30, 4))), tmp_path / "e.parquet"
+    )
+    pd.DataFrame({"image_id": ids, "pneumonia": pd.array([1] * 3 + [0] * 27, "Int8")}).to_parquet(
+        tmp_path / "m.parquet"
+    )
+    table = run_probes({"m": str(tmp_path / "e.parquet")}, str(tmp_path / "m.parquet"))
+    assert table.empty and "auroc" in table.columns
+    probe_plot(table, str(tmp_path / "p.png"))
+    assert Image.open(tmp_path / "p.png").size[0] > 100

@@ -10,8 +10,12 @@ from cxratlas.reduce import KnnSettings, reduce_embeddings
 
 setup_logging(snakemake.log[0])
 r = snakemake.params.reduce
+if r["backend"] != "gpu":  # load the CPU libraries first, so the peak below is this model's data
+    import faiss  # noqa: F401
+    import sklearn.cluster  # noqa: F401
+    import umap  # noqa: F401
 reset_peak()
-base = rss_mib()  # libraries loaded; what follows is this model's data
+base = rss_mib()
 ids, X, meta = read_embeddings(snakemake.input.embeddings)
 matrix_mib = X.nbytes / 2**20
 dim = int(X.shape[1])

@@ -6,7 +6,10 @@ for reading (decode + preprocess, in DataLoader workers) and for inference, sepa
 Tiny random-weight models of each seed class are built in a temp dir (no downloads). `--real`
 also runs the entries of config/models/seed.yaml whose weights are in the local HF cache.
 Baseline: the same model on the CPU in float32, run in the same process; the last column is
-CPU inference time / GPU inference time. Without a GPU only the CPU rows are printed.
+CPU inference time / GPU inference time. Without a GPU only the CPU rows are printed. The first
+batch's time includes CUDA start-up, so tiny models can look slower on the GPU.
+`--full-size` instead times each seed architecture at its real size and input resolution with
+random weights (bf16 on a GPU, after warm-up): the compute ceiling before decoding.
 """
 
 from __future__ import annotations
@@ -52,6 +55,68 @@ def tiny_entries(root: Path, seed: dict) -> dict[str, dict]:
     return {f"tiny_{k}": v for k, v in entries.items()}
 
 
+def full_size_throughput(device: str, batch: int = 64, steps: int = 10) -> pd.DataFrame:
+    """Inference images/s of each seed architecture at its real size and input resolution,
+    random weights, bf16 on a GPU (float32 on a CPU), after warm-up; no decoding involved."""
+    import timm
+    import torch
+    from transformers import Dinov2Config, Dinov2Model, SiglipVisionConfig, SiglipVisionModel
+
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    nets = {
+        "rad_dino (ViT-B/14, 518)": (Dinov2Model(Dinov2Config(image_size=518, patch_size=14)), 518),
+        "medgemma tower (SigLIP-so400m, 896)": (
+            SiglipVisionModel(
+                SiglipVisionConfig(
+                    hidden_size=1152,
+                    intermediate_size=4304,
+                    num_hidden_layers=27,
+                    num_attention_heads=16,
+                    image_size=896,
+                    patch_size=14,
+                    vision_use_head=False,
+                )
+            ),
+            896,
+        ),  # fmt: skip
+        "chexagent siglip (ViT-B/16, 512)": (
+            SiglipVisionModel(SiglipVisionConfig(image_size=512, patch_size=16)),
+            512,
+        ),
+        "medimageinsight (davit_huge_fl, 480)": (
+            timm.create_model("davit_huge_fl", pretrained=False, num_classes=0),
+            480,
+        ),
+        "biomedclip (ViT-B/16, 224)": (
+            timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0),
+            224,
+        ),
+    }
+    rows = []
+    for name, (net, size) in nets.items():
+        net = net.eval().to(device, dtype)
+        x = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
+        with torch.inference_mode(), torch.autocast(device, dtype=dtype, enabled=device == "cuda"):
+            for _ in range(2):  # warm-up: kernels, autotuning
+                net(x) if "timm" in type(net).__module__ else net(pixel_values=x)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                net(x) if "timm" in type(net).__module__ else net(pixel_values=x)
+            if device == "cuda":
+                torch.cuda.synchronize()
+        secs = time.perf_counter() - t0
+        params = sum(p.numel() for p in net.parameters()) / 1e6
+        rows.append({"architecture": name, "params_M": round(params, 1), "batch": batch,
+                     "device": device, "dtype": str(dtype).split(".")[-1],
+                     "infer_img_s": round(batch * steps / secs, 1)})  # fmt: skip
+        del net, x
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return pd.DataFrame(rows)
+
+
 def run(name: str, entry: dict, sample: pd.DataFrame, out: Path, device: str) -> dict:
     t0 = time.perf_counter()
     model = load_embedder(name, entry, device=device)
@@ -83,8 +148,22 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=256, help="images (default: %(default)s)")
     parser.add_argument("--size", type=int, default=1024, help="image side on disk (px)")
     parser.add_argument("--real", action="store_true", help="also the real cached weights")
+    parser.add_argument(
+        "--full-size",
+        action="store_true",
+        help="only time each seed architecture at full size (random weights) on the GPU",
+    )
     args = parser.parse_args()
     import torch
+
+    if args.full_size:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        print(
+            full_size_throughput(
+                device, batch=64 if device == "cuda" else 2, steps=10 if device == "cuda" else 1
+            ).to_string(index=False)
+        )
+        return 0
 
     seed = yaml.safe_load((REPO / "config/models/seed.yaml").read_text())["models"]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

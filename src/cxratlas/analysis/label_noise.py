@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .enrichment import enrichment, model_groups
-from .probes import finding_labels, probe_auroc
+from .probes import finding_labels, patient_groups, probe_auroc
 
 
 def flip(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -40,7 +40,6 @@ def label_noise_sensitivity(
     if finding not in manifest:
         raise KeyError(f"analysis.label_noise.finding {finding!r} is not a manifest column")
     clean = finding_labels(manifest, finding)
-    groups_all = manifest.get("patient_id", pd.Series(manifest.index, index=manifest.index))
     rows = []
     for m in embeddings:
         ids, X, _ = read_embeddings(embeddings[m])
@@ -48,7 +47,7 @@ def label_noise_sensitivity(
         keep = pd.Index(ids).intersection(clean.index, sort=False)
         X = X[pd.Index(ids).get_indexer(keep)]
         red = red.set_index("image_id").loc[keep].reset_index()
-        groups = groups_all.reindex(keep).astype(str).to_numpy()
+        groups = patient_groups(manifest, keep).to_numpy()
         y_clean = clean.loc[keep].to_numpy()
         masks = model_groups(red, 0.95)
         masks = {g: v for g, v in masks.items() if g.startswith("c")}

@@ -72,6 +72,12 @@ def probe_auroc(
     return {"auroc": auroc, "ci_low": float(low), "ci_high": float(high), "folds": folds}
 
 
+def patient_groups(manifest: pd.DataFrame, ids: pd.Index) -> pd.Series:
+    """Patient id per image (as strings) for `ids`; without patient ids each image is its own."""
+    groups = manifest.get("patient_id", pd.Series(manifest.index, index=manifest.index))
+    return groups.reindex(ids).astype(str)
+
+
 def finding_labels(manifest: pd.DataFrame, finding: str, uncertain: str = "ignore") -> pd.Series:
     """0/1 labels for `finding` (index image_id); uncertain -> dropped, 1 or 0."""
     values = manifest[finding].astype("Int8")
@@ -119,9 +125,7 @@ def run_probes(
                 "probe %s: %d positives of %d, too few; skipped", finding, n_pos, len(labels)
             )
             continue
-        # no patient ids: every image is its own patient (say so in the note, not silently)
-        groups_col = manifest.get("patient_id", pd.Series(manifest.index, index=manifest.index))
-        groups = groups_col.reindex(labels.index).astype(str)
+        groups = patient_groups(manifest, labels.index)
         y = labels.to_numpy()
         if shuffle_labels:
             y = np.random.default_rng(seed).permutation(y)

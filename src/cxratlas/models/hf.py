@@ -138,7 +138,6 @@ class HFVisionTowerEmbedder(_HFEmbedder):
         class_name, default_mapping = TOWERS[tower]
         cls = getattr(transformers, class_name)
         self.pooling = _pooling(name, entry, "mean", ("pooler", "cls", "mean"))
-        revision = check_revision(name, entry)
         # Only the config, processor and weight files: a VLM's tokenizer and code stay behind.
         path = local_weights(name, entry, ["*.json", "*.safetensors", "*.safetensors.index.json"])
         top = json.loads((path / "config.json").read_text())
@@ -152,7 +151,7 @@ class HFVisionTowerEmbedder(_HFEmbedder):
         # (CheXagent's) need no remote code this way.
         fields = {k: v for k, v in sub.items() if k not in ("model_type", "architectures")}
         config = cls.config_class(**fields)
-        self._processor(path, revision, False)
+        self._processor(path, None, False)  # `path` is already the pinned local snapshot
         self.model, info = cls.from_pretrained(
             path,
             config=config,

@@ -11,12 +11,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e ".[workflow,test]"
+	$(PY) -m pip install -q -e ".[workflow,test,viewer]"
+	# the lean Embedding Atlas: it serves our precomputed atlas without torch/CUDA/litellm
+	$(PY) -m pip install -q --no-deps embedding-atlas==0.26.0
+	# only its data: the real NIH and CheXpert manifests the preset tests read in full
+	$(PY) -m pip install -q --no-deps torchxrayvision==1.5.7
 	touch $@
 
 demo: setup
 	$(VENV)/bin/snakemake --profile profiles/local
-	@echo "Atlas: results/atlas/atlas.parquet  (open it: see README, 'Open the atlas')"
+	@echo "Atlas: results/atlas/atlas.parquet  (open it: .venv/bin/cxr-atlas view)"
 
 test: setup
 	$(PY) -m pytest

@@ -42,5 +42,7 @@ rule all:
         "results/analysis/eda/counts.parquet",
         "results/analysis/compare/pairs.parquet",
         "results/analysis/probes/probes.parquet",
+        "results/analysis/quality/skipped.parquet",
         analysis_label_noise(),
+        analysis_datasets(),
         expand("results/analysis/clusters/{model}/enrichment.parquet", model=MODELS),

@@ -118,3 +118,55 @@ rule label_noise:
         seed=config["analysis"]["seed"],
     script:
         "../scripts/label_noise.py"
+
+
+rule datasets:
+    input:
+        reduced=expand("results/reduce/{model}/reduced.parquet", model=MODELS),
+        manifest="results/manifest.parquet",
+    output:
+        clusters="results/analysis/datasets/clusters.parquet",
+        mixing="results/analysis/datasets/mixing.parquet",
+        figure=report(
+            "results/analysis/datasets/datasets.png",
+            caption="../report/datasets.rst",
+            category="Cross-dataset comparison",
+        ),
+    log:
+        "logs/analysis/datasets.log",
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        models=MODELS,
+    script:
+        "../scripts/datasets.py"
+
+
+rule quality:
+    input:
+        dropped="results/ingest/dropped.parquet",
+        reports=expand(
+            "results/embeddings/{model}/shard-{shard}.report.json",
+            model=MODELS,
+            shard=SHARDS,
+        ),
+    output:
+        table="results/analysis/quality/skipped.parquet",
+        summary=report(
+            "results/analysis/quality/summary.tsv",
+            caption="../report/quality.rst",
+            category="Data quality",
+        ),
+        figure=report(
+            "results/analysis/quality/skipped.png",
+            caption="../report/quality.rst",
+            category="Data quality",
+        ),
+    log:
+        "logs/analysis/quality.log",
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        models=MODELS,
+    script:
+        "../scripts/quality.py"

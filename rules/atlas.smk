@@ -33,8 +33,7 @@ rule atlas:
         "../envs/atlas.yaml"
     params:
         models=MODELS,
-        metadata_columns=config["atlas"]["metadata_columns"],
-        hash_ids=config["atlas"]["hash_ids"],
-        salt=config["atlas"]["salt"],
+        metadata_columns=atlas_columns(),
+        ids_hashed=config["privacy"]["hash_ids"],
     script:
         "../scripts/atlas.py"

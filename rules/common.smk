@@ -6,27 +6,22 @@ from pathlib import Path
 # The workflow plans with the package from this checkout, as scripts/_bootstrap.py does for jobs.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from cxratlas.datasets import dataset_inputs, dataset_specs  # noqa: E402
+from cxratlas.manifest import snake_case  # noqa: E402
 from cxratlas.models import needs_fit  # noqa: E402
 from cxratlas.plan import planned_images  # noqa: E402
 from cxratlas.sample import n_shards  # noqa: E402
 
 MODELS = list(config["models"])
-N_SHARDS = n_shards(planned_images(config), config["extract"]["shard_size"])
-SHARDS = list(range(N_SHARDS))
 DEMO_DIR = "resources/demo"
+DATASETS = dataset_specs(config, DEMO_DIR)
+N_SHARDS = n_shards(planned_images(config, DEMO_DIR), config["extract"]["shard_size"])
+SHARDS = list(range(N_SHARDS))
 
 
-def manifest_source():
-    if config["dataset"]["preset"] == "demo":
-        return f"{DEMO_DIR}/manifest.csv"
-    return config["dataset"]["manifest"]
-
-
-def image_root(wildcards, input):
-    """Folder the manifest's relative image paths start from."""
-    if config["dataset"]["preset"] == "demo":
-        return str(Path(input.manifest).parent)
-    return config["dataset"]["image_root"]
+def dataset_files():
+    """Every file the datasets are read from."""
+    return [f for spec in DATASETS for f in dataset_inputs(spec)]
 
 
 def model_entry(wildcards):
@@ -56,6 +51,24 @@ def model_shards(wildcards):
         model=wildcards.model,
         shard=SHARDS,
     )
+
+
+def atlas_columns():
+    """Manifest columns the atlas carries: privacy's allow-list, each dataset's kept columns, and
+    `dataset` when there is more than one."""
+    kept = [snake_case(c) for spec in DATASETS for c in spec.get("keep_columns") or []]
+    kept += ["split"] if any(spec.get("split") for spec in DATASETS) else []
+    columns = [*config["privacy"]["atlas_columns"], *kept]
+    if len(DATASETS) > 1:
+        columns.append("dataset")
+    return list(dict.fromkeys(columns))
+
+
+def analysis_datasets():
+    """The cross-dataset tables, when the run reads more than one dataset."""
+    if len(DATASETS) > 1:
+        return ["results/analysis/datasets/mixing.parquet"]
+    return []
 
 
 def analysis_label_noise():

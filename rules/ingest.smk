@@ -16,7 +16,7 @@ rule demo_data:
 
 rule ingest:
     input:
-        manifest=manifest_source(),
+        dataset_files(),
     output:
         manifest="results/manifest.parquet",
         dropped="results/ingest/dropped.parquet",
@@ -27,9 +27,7 @@ rule ingest:
     conda:
         "../envs/ingest.yaml"
     params:
-        image_root=image_root,
-        columns=config["dataset"]["columns"],
-        label_columns=config["dataset"]["label_columns"],
-        on_missing_image=config["dataset"]["on_missing_image"],
+        datasets=DATASETS,
+        privacy=config["privacy"],
     script:
         "../scripts/ingest.py"

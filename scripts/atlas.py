@@ -16,7 +16,6 @@ summary = build_atlas(
     snakemake.output.atlas,
     snakemake.output.state,
     metadata_columns=p.metadata_columns,
-    hash_ids=p.hash_ids,
-    salt=p.salt,
+    ids_hashed=p.ids_hashed,
 )
 write_json(summary, snakemake.output.summary)

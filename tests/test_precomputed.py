@@ -97,6 +97,13 @@ def test_mimic_generalized_embeddings_tfrecord_folder(tmp_path):
     rows = _rows(IDS[:4], patient_id=subjects + ["12000000"], study_id=studies + ["50000000"])
     skipped, missing = _check(m, rows, IDS[:3], VECS[:3])
     assert missing == [IDS[3]] and skipped == []
+    # the same files by the images' relative folder (what a hashed-id manifest still knows)
+    by_dir = load_embedder(
+        "cxr_foundation", {**entry, "path_template": "{rel_dir}/{rel_stem}.tfrecord"}
+    )
+    rel = [f"files/p{s[:2]}/p{s}/s{t}/{i}.jpg" for s, t, i in zip(subjects + ["12000000"],
+           studies + ["50000000"], IDS[:4], strict=True)]  # fmt: skip
+    assert _check(by_dir, _rows(IDS[:4], rel_path=rel), IDS[:3], VECS[:3])[1] == [IDS[3]]
     # a truncated record is skipped and recorded, not fatal
     bad = tmp_path / f"files/p10/p10000032/s50414267/{IDS[0]}.tfrecord"
     bad.write_bytes(bad.read_bytes()[:-10])

@@ -19,7 +19,7 @@ from sklearn.metrics import adjusted_rand_score, roc_auc_score
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # a new model also reruns the cross-model analyses and gets its own cluster report
-ANALYSIS = {"compare": 1, "probes": 1, "cluster_report": 1, "label_noise": 1}
+ANALYSIS = {"compare": 1, "probes": 1, "cluster_report": 1, "label_noise": 1, "quality": 1}
 
 
 def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True):
@@ -135,7 +135,8 @@ def test_dry_run_plans_every_shard_and_a_new_model_alone(repo, tmp_path):
         "all": 1,
         **ANALYSIS,
     }
-    assert "pixels_32/shard" not in out and "pixels_64_pca/shard" not in out
+    for old in ("pixels_32", "pixels_64_pca"):  # no job writes an old model's shard
+        assert f"output: results/embeddings/{old}/shard" not in out
 
 
 def _job_stats(out: str) -> dict[str, int]:
@@ -225,3 +226,46 @@ def test_label_noise_degrades_what_the_clean_labels_show(demo_run):
         assert sub.at[0.3, "probe_auroc"] < clean - 0.1
         assert sub.at[0.3, "max_odds_ratio"] < sub.at[0.0, "max_odds_ratio"]
         assert sub.at[0.3, "cluster_nmi"] <= sub.at[0.0, "cluster_nmi"] + 1e-9
+
+
+def test_one_model_over_two_datasets(repo, tmp_path):
+    """A second site whose scanner burns a bright frame into every image (planted site
+    artefact): the atlas gets a `dataset` column and each model's map keeps the sites apart."""
+    from cxratlas.demo.phantom import generate_demo
+
+    site_b = tmp_path / "site_b"
+    generate_demo(site_b, n_images=150, seed=5, outlier_fraction=0, progress=False)
+    for png in (site_b / "images").glob("*.png"):
+        img = np.asarray(Image.open(png)).copy()
+        b = img.shape[0] // 8
+        img[:b], img[-b:], img[:, :b], img[:, -b:] = 255, 255, 255, 255
+        Image.fromarray(img).save(png)
+    cfg = {
+        "dataset": {"name": "site_a", "demo": {"n_images": 200, "seed": 11}},
+        "datasets": [{"name": "site_b", "preset": "generic", "id_prefix": "b-",
+                      "manifest": str(site_b / "manifest.csv"), "image_root": str(site_b)}],
+        "sample": {"n": 350, "stratify_by": ["dataset"]},
+        "extract": {"shard_size": 175},
+    }  # fmt: skip
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(cfg))
+    plan = _job_stats(snakemake(repo, tmp_path, "-n").stdout)
+    assert plan["datasets"] == 1 and plan["ingest"] == 1
+    snakemake(repo, tmp_path)
+
+    atlas = pq.read_table(tmp_path / "results/atlas/atlas.parquet").to_pandas()
+    assert atlas["dataset"].value_counts().to_dict() == {"site_a": 200, "site_b": 150}
+    assert atlas.loc[atlas["dataset"] == "site_b", "image_id"].str.startswith("b-").all()
+    state = json.loads((tmp_path / "results/atlas/state.json").read_text())
+    assert "dataset" in [c["data"].get("field") for c in state["charts"].values() if "data" in c]
+
+    clusters = pd.read_parquet(tmp_path / "results/analysis/datasets/clusters.parquet")
+    mixing = pd.read_parquet(tmp_path / "results/analysis/datasets/mixing.parquet")
+    for model in ("pixels_32", "pixels_64_pca"):
+        assert clusters.loc[clusters["model"] == model, "n"].sum() == 350
+        row = mixing[(mixing["model"] == model) & (mixing["dataset"] == "all")].iloc[0]
+        assert row["separation"] > 0.8, row  # the frame dominates the pixels
+        assert row["ari_cluster_dataset"] > 0.1
+        # most images sit in clusters that are nearly one site
+        pure = clusters[(clusters["model"] == model) & (clusters["share_in_cluster"] > 0.9)]
+        assert pure["n"].sum() > 0.7 * 350
+    assert (tmp_path / "results/analysis/datasets/datasets.png").stat().st_size > 5000

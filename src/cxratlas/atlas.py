@@ -8,7 +8,6 @@ column is dictionary-encoded, so every one is chartable.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
@@ -21,12 +20,12 @@ from .analysis.compare import agreement, aligned_neighbours
 from .imaging import ImageLoadError, ImageSource, check_unreadable, thumbnail_png
 from .io import write_json, write_parquet
 from .manifest import KNOWN_FINDINGS, OPTIONAL
+from .privacy import ID_COLUMNS
 
 log = logging.getLogger(__name__)
 
 LABEL_STRINGS = {1: "positive", 0: "negative", -1: "uncertain"}
 NOT_MENTIONED = "not_mentioned"
-ID_COLUMNS = ("patient_id", "study_id")
 
 
 def make_thumbnails(
@@ -83,12 +82,6 @@ def reduced_table(image_ids: list[str], result) -> pa.Table:
     )
 
 
-def hash_id(value: Any, salt: str) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return None
-    return hashlib.sha256(f"{salt}:{value}".encode()).hexdigest()[:16]
-
-
 def _remap_neighbors(col: pa.StructArray, local_to_atlas: np.ndarray) -> pa.StructArray:
     """Map a model's local row positions to atlas rows, dropping neighbours not in the atlas."""
     ids = col.field("ids")
@@ -120,10 +113,12 @@ def build_atlas(
     out_path: str,
     state_path: str,
     metadata_columns: list[str],
-    hash_ids: bool = True,
-    salt: str = "cxr-atlas",
+    ids_hashed: bool = True,
 ) -> dict[str, Any]:
-    """Join the sample, its metadata, thumbnails and every model's reduction into the atlas."""
+    """Join the sample, its metadata, thumbnails and every model's reduction into the atlas.
+
+    `metadata_columns` is the privacy allow-list; patient/study ids arrive hashed from ingest
+    (`ids_hashed`) and are named `<column>_hash` so nobody mistakes them for raw ids."""
     sample = pd.read_parquet(sample_path, columns=["image_id"])
     manifest = pd.read_parquet(manifest_path).set_index("image_id")
     tables = {m: pq.read_table(p) for m, p in reduced.items()}
@@ -154,8 +149,8 @@ def build_atlas(
             cols[col] = pa.array(values.astype("Float32").round().astype("Int16"), pa.int16())
         elif col == "study_year":
             cols[col] = pa.array(values.astype("Int16"), pa.int16())
-        elif col in ID_COLUMNS and hash_ids:
-            cols[f"{col}_hash"] = pa.array([hash_id(v, salt) for v in values], pa.string())
+        elif col in ID_COLUMNS and ids_hashed:
+            cols[f"{col}_hash"] = pa.array(values.astype("string").tolist(), pa.string())
         else:
             cols[col] = pa.array(values.astype("string").fillna("unknown").tolist(), pa.string())
     labels = [c for c in meta.columns if c in KNOWN_FINDINGS and c not in OPTIONAL]
@@ -198,7 +193,7 @@ def build_atlas(
         cols["agreement"] = pa.array(np.mean(list(per_model.values()), axis=0), pa.float32())
     write_parquet(pa.table(cols), out_path)
     write_json(atlas_state(list(reduced), cols), state_path)
-    summary["command"] = viewer_command(out_path, state_path, list(reduced))
+    summary["command"] = f"cxr-atlas view {out_path}"  # Embedding Atlas, every model linked
     log.info("atlas: %d rows, %d columns -> %s", len(ids), len(cols), out_path)
     log.info("open it with: %s", summary["command"])
     return summary
@@ -221,7 +216,7 @@ def atlas_state(models: list[str], cols: dict[str, Any]) -> dict[str, Any]:
             },
         }
     n = len(charts)
-    for field in ("view_position", "manufacturer", *(f"cluster_{m}" for m in models)):
+    for field in ("dataset", "view_position", "manufacturer", *(f"cluster_{m}" for m in models)):
         if field in cols:
             n += 1
             charts[str(n)] = {"type": "count-plot", "title": field, "data": {"field": field}}
@@ -234,12 +229,3 @@ def atlas_state(models: list[str], cols: dict[str, Any]) -> dict[str, Any]:
         }
     charts[str(n + 1)] = {"type": "instances", "title": "Images"}
     return {"charts": charts}
-
-
-def viewer_command(atlas: str, state: str, models: list[str]) -> str:
-    m = models[0]
-    return (
-        f"embedding-atlas {atlas} --x x_{m} --y y_{m} --neighbors neighbors_{m} "
-        f"--image thumbnail --pagerank pagerank_{m} --text image_id --state {state} "
-        "--host 127.0.0.1 --port 5055"
-    )

@@ -56,6 +56,52 @@ def _pin_models(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _check_privacy(args: argparse.Namespace) -> int:
+    """Scan outputs for the values of identifier columns of the source tables."""
+    from .manifest import read_table
+    from .privacy import find_identifiers
+
+    values: set[str] = set()
+    for table in args.table:
+        df = read_table(table)
+        absent = [c for c in args.columns if c not in df.columns]
+        if absent:
+            print(f"{table}: column(s) {absent} not found; columns are {list(df.columns)}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        for col in args.columns:
+            values.update(df[col].dropna().astype(str).str.strip())
+    hits = find_identifiers(args.paths, values, min_length=args.min_length)
+    for hit in hits:
+        print(f"{hit['file']}: {hit['where']}: {hit['value']!r}")
+    n_values = len([v for v in values if len(v) >= args.min_length])
+    print(f"checked {n_values} identifier values under {', '.join(args.paths)}: "
+          f"{len(hits)} found", file=sys.stderr)  # fmt: skip
+    return 1 if hits else 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    """Open the atlas in Embedding Atlas (or export a static bundle)."""
+    import subprocess
+
+    from .viewer import ViewerError, viewer_command
+
+    try:
+        cmd = viewer_command(args.atlas, host=args.host, port=args.port, export=args.export,
+                             static=args.static)  # fmt: skip
+    except ViewerError as exc:
+        print(f"cxr-atlas view: {exc}", file=sys.stderr)
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"cxr-atlas view: serving on {args.host}: anyone who reaches this port can query "
+              "every row (the server has no login)", file=sys.stderr)  # fmt: skip
+    print(" ".join(cmd), file=sys.stderr)
+    if args.dry_run:
+        print(" ".join(cmd))
+        return 0
+    return subprocess.call(cmd)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cxr-atlas", description=__doc__)
     parser.add_argument("--version", action="version", version=f"cxr-atlas {__version__}")
@@ -75,6 +121,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     pin.add_argument("configs", nargs="+", help="config files whose models to pin")
     pin.set_defaults(func=_pin_models)
+    check = sub.add_parser(
+        "check-privacy",
+        help="look for identifier values (names, MRNs, ...) of the source tables in the outputs",
+    )
+    check.add_argument("paths", nargs="+", help="folders or files to scan, e.g. results logs")
+    check.add_argument(
+        "--table", action="append", required=True, help="a source table with them; repeatable"
+    )
+    check.add_argument("--columns", nargs="+", required=True, help="its identifier columns")
+    check.add_argument(
+        "--min-length", type=int, default=4, help="skip shorter values (they match by chance)"
+    )
+    check.set_defaults(func=_check_privacy)
+    view = sub.add_parser(
+        "view", help="open the atlas in Embedding Atlas, one linked view per model (offline)"
+    )
+    view.add_argument(
+        "atlas", nargs="?", default="results/atlas/atlas.parquet", help="with state.json beside it"
+    )
+    view.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
+    view.add_argument("--port", type=int, default=5055, help="port (default: %(default)s)")
+    view.add_argument(
+        "--export", metavar="DIR", help="write a static bundle (folder or .zip), do not serve"
+    )
+    view.add_argument("--static", help=argparse.SUPPRESS)  # another frontend build (tests)
+    view.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
+    view.set_defaults(func=_view)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return args.func(args)

@@ -8,6 +8,8 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
+from .dicom import DicomError, dicom_to_gray8, is_dicom
+
 # Decompression-bomb guard stays on, but real CXRs (up to ~4k x 5k) must pass.
 Image.MAX_IMAGE_PIXELS = 80_000_000
 
@@ -56,6 +58,8 @@ def load_gray8(path: str | os.PathLike) -> Image.Image:
     try:
         if os.path.getsize(path) == 0:
             raise ImageLoadError(f"{path}: empty file (0 bytes)")
+        if is_dicom(path):
+            return Image.fromarray(dicom_to_gray8(path), mode="L")
         with Image.open(path) as img:
             img.load()
             return to_gray8(img)
@@ -63,6 +67,8 @@ def load_gray8(path: str | os.PathLike) -> Image.Image:
         raise
     except FileNotFoundError as exc:
         raise ImageLoadError(f"{path}: file not found") from exc
+    except DicomError as exc:
+        raise ImageLoadError(f"{path}: DICOM: {exc}") from exc
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageLoadError(f"{path}: cannot decode image ({exc})") from exc
 

@@ -120,21 +120,29 @@ def normalise_view(values: pd.Series) -> pd.Series:
 
 
 def ingest_manifest(
-    manifest: str | os.PathLike,
+    manifest: str | os.PathLike | pd.DataFrame,
     image_root: str | os.PathLike | None = None,
     columns: dict[str, str] | None = None,
     label_columns: list[str] | None = None,
     on_missing_image: str = "drop",
+    source: str | None = None,
+    keep_columns: list[str] | None = None,
+    dicom_tags: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validate and normalise a manifest.
+    """Validate and normalise a manifest (a file, or a table a preset assembled).
 
     Returns (manifest, dropped): `dropped` lists each removed row with its reason.
     Header rows count as row 1, so error row numbers match a spreadsheet view of a CSV.
+    `keep_columns` are further manifest columns carried as they are (strings), e.g. for colouring.
+    `dicom_tags` fills view, manufacturer, sex, age, study date, photometric interpretation and
+    modality from DICOM headers where the manifest leaves them empty.
     """
     if on_missing_image not in ("drop", "fail"):
         raise ValueError(f"on_missing_image must be 'drop' or 'fail', not {on_missing_image!r}")
-    source = os.fspath(manifest)
-    raw = read_table(manifest)
+    if isinstance(manifest, pd.DataFrame):
+        raw, source = manifest, source or "manifest"
+    else:
+        raw, source = read_table(manifest), source or os.fspath(manifest)
     rename = {v: k for k, v in (columns or {}).items()}
     for canonical, original in (columns or {}).items():
         if original not in raw.columns:
@@ -170,9 +178,18 @@ def ingest_manifest(
     root = Path(image_root) if image_root else None
     paths = df["path"].astype(str)
     out["path"] = [str(root / p) if root and not os.path.isabs(p) else p for p in paths]
+    out["rel_path"] = paths.to_numpy()  # as the manifest wrote it: locates precomputed files
     for col in OPTIONAL:
         if col in df.columns:
             out[col] = df[col]
+    for col in keep_columns or []:
+        if col not in df.columns:
+            raise ManifestError(
+                f"{source}: column {col!r} (keep_columns) not found; columns are {list(df.columns)}"
+            )
+        out[snake_case(col)] = df[col].astype("string").replace("", pd.NA)
+    if dicom_tags:
+        _fill_from_dicom(out)
     if "view_position" in out:
         out["view_position"] = normalise_view(out["view_position"])
     if "age" in out:
@@ -218,3 +235,35 @@ def _label_columns(df: pd.DataFrame, requested: list[str] | None, source: str) -
         for c in df.columns
         if snake_case(c) in KNOWN_FINDINGS and c not in REQUIRED + OPTIONAL
     }
+
+
+def _fill_from_dicom(out: pd.DataFrame) -> None:
+    """Header tags of the DICOM rows into empty manifest cells (headers only, pixels not read)."""
+    from tqdm import tqdm
+
+    from .dicom import TAGS, DicomError, dicom_tags, is_dicom
+
+    found: dict[str, list] = {c: [pd.NA] * len(out) for c in TAGS.values()}
+    for i, path in enumerate(tqdm(out["path"], desc="DICOM headers", mininterval=10)):
+        if not (os.path.isfile(path) and is_dicom(path)):
+            continue
+        try:
+            tags = dicom_tags(path)
+        except DicomError as exc:  # the image read records it; the manifest row stays
+            log.warning("%s: DICOM header unreadable (%s)", path, exc)
+            continue
+        for column, value in tags.items():
+            found[column][i] = value
+    found["study_date"] = [  # DA is YYYYMMDD
+        f"{v[:4]}-{v[4:6]}-{v[6:8]}" if isinstance(v, str) and len(v) == 8 else pd.NA
+        for v in found["study_date"]
+    ]
+    for column, values in found.items():
+        series = pd.Series(values, index=out.index, dtype="object")
+        if column in out:
+            empty = out[column].isna() | (out[column].astype("string") == "")
+            out[column] = out[column].astype("object").where(~empty, series)
+        elif series.notna().any():
+            out[column] = series
+        if column in out and column != "age":
+            out[column] = out[column].astype("string")

@@ -24,18 +24,17 @@ def count_manifest_rows(path: str) -> int:
     return sum(batch.num_rows for batch in reader)
 
 
-def planned_images(config: dict[str, Any]) -> int:
+def planned_images(config: dict[str, Any], demo_dir: str = "resources/demo") -> int:
     """Upper bound on the sample size, known at DAG-build time; it fixes the shard count."""
+    from .datasets import dataset_specs, planned_rows
+
     n = config["sample"].get("n")
     if n is not None:
         return int(n)
-    dataset = config["dataset"]
-    if dataset["preset"] == "demo":
-        return int(dataset["demo"]["n_images"])
-    manifest = dataset.get("manifest")
-    if not manifest or not Path(manifest).exists():
-        raise FileNotFoundError(
-            f"dataset.manifest {manifest!r} not found; with sample.n unset the shard plan "
-            "needs the manifest's row count"
-        )
-    return count_manifest_rows(manifest)
+    total = 0
+    for spec in dataset_specs(config, demo_dir):
+        if spec["preset"] == "demo":
+            total += int(spec["demo"]["n_images"])
+        else:
+            total += planned_rows(spec)
+    return total

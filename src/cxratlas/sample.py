@@ -69,8 +69,9 @@ def draw_sample(
         chosen = rng.choice(total, want, replace=False)
     # Shuffle so every shard mixes strata (similar cost per shard), then number rows.
     chosen = rng.permutation(chosen)
-    # patient/study ids ride along for precomputed sources laid out by them (MIMIC's layout)
-    keep = ["image_id", "path"] + [c for c in ("patient_id", "study_id") if c in manifest.columns]
+    # the relative path and ids ride along for precomputed sources laid out like the images
+    extra = ("rel_path", "patient_id", "study_id")
+    keep = ["image_id", "path"] + [c for c in extra if c in manifest.columns]
     sample = manifest.iloc[chosen][keep].reset_index(drop=True)
     sample["shard"] = (np.arange(len(sample)) // shard_size).astype(np.int32)
     planned = n_shards_planned or n_shards(len(sample), shard_size)

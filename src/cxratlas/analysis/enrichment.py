@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 AGE_BANDS = [0, 20, 40, 60, 80, 200]
 AGE_NAMES = ["<20", "20-39", "40-59", "60-79", "80+"]
-DESCRIBE = ("view_position", "manufacturer", "sex", "age_band")
+DESCRIBE = ("dataset", "view_position", "manufacturer", "sex", "age_band")
 
 
 def model_groups(reduced: pd.DataFrame, outlier_quantile: float = 0.95) -> dict[str, np.ndarray]:

@@ -5,8 +5,9 @@ Sources (`source`, format picked by its suffix, or a folder):
 - `.npy` matrix + `ids` file (.txt one id per line, or .csv/.parquet with `id_column`);
 - `.npz` whose keys are image ids (Google CXR Foundation's `precomputed_image_embeddings.npz`);
 - a folder of per-image `.npy` / `.npz` / `.tfrecord` files located by `path_template`, formatted
-  with the sample row (`{image_id}`, `{patient_id}`, `{study_id}`); MIMIC's release is
-  `files/p{patient_id:.2}/p{patient_id}/s{study_id}/{image_id}.tfrecord`.
+  with the sample row (`{image_id}`, `{patient_id}`, `{study_id}`, and `{rel_dir}` / `{rel_stem}`,
+  the image's folder and name without suffix relative to image_root); MIMIC's release, laid out
+  like the JPGs, is `{rel_dir}/{image_id}.tfrecord` (patient ids are hashed at ingest).
 Token arrays (CXR Foundation's 32 x 128) are flattened, or averaged with `tokens: mean`.
 Images the source lacks are reported as missing; vectors with NaN/inf are skipped and recorded.
 """
@@ -14,6 +15,7 @@ Images the source lacks are reported as missing; vectors with NaN/inf are skippe
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +159,7 @@ class PrecomputedEmbedder(Embedder):
             template = self.entry["path_template"]
             for row in rows.to_dict("records"):
                 try:
-                    rel = template.format(**{k: str(v) for k, v in row.items()})
+                    rel = template.format(**_template_fields(row))
                 except (KeyError, ValueError) as exc:
                     raise ModelConfigError(
                         f"model {self.name!r}: path_template {template!r} needs {exc}; the "
@@ -205,3 +207,11 @@ class PrecomputedEmbedder(Embedder):
                 f"model {self.name!r}: no vector found to tell the dimension; set 'dim'"
             )
         return int(self._dim)
+
+
+def _template_fields(row: dict[str, Any]) -> dict[str, str]:
+    fields = {k: str(v) for k, v in row.items()}
+    rel = str(row.get("rel_path") or "")
+    fields["rel_dir"] = os.path.dirname(rel)
+    fields["rel_stem"] = os.path.splitext(os.path.basename(rel))[0]
+    return fields

@@ -1,0 +1,17 @@
+"""Rule quality: every dropped row and skipped image, with totals, from the per-shard reports."""
+
+import _bootstrap  # noqa: F401  (puts ../src on sys.path)
+
+from cxratlas.analysis.quality import quality_plot, skipped_images
+from cxratlas.io import atomic_path, write_frame
+from cxratlas.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+models = snakemake.params.models
+n = len(snakemake.input.reports) // len(models)
+reports = {m: snakemake.input.reports[i * n : (i + 1) * n] for i, m in enumerate(models)}
+table, summary = skipped_images(snakemake.input.dropped, reports)
+write_frame(table, snakemake.output.table)
+with atomic_path(snakemake.output.summary) as tmp:
+    summary.to_csv(tmp, sep="\t", index=False)
+quality_plot(table, summary, snakemake.output.figure)

@@ -1,0 +1,106 @@
+"""The datasets of one run: the primary `dataset` plus any in `datasets`, read by preset, normalised
+and stacked into one manifest with a `dataset` column (so one model can be compared across them).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .manifest import ManifestError, ingest_manifest
+
+log = logging.getLogger(__name__)
+
+
+def dataset_specs(config: dict[str, Any], demo_dir: str = "resources/demo") -> list[dict[str, Any]]:
+    """Every dataset of the run, the primary first, each with a unique `name`; the demo's files are
+    the ones the workflow generates."""
+    specs = []
+    for i, raw in enumerate([config["dataset"], *(config.get("datasets") or [])]):
+        spec = dict(raw)
+        where = "dataset" if i == 0 else f"datasets[{i - 1}]"
+        spec["name"] = spec.get("name") or spec["preset"]
+        if spec["preset"] == "demo":
+            if i:
+                raise ValueError(f"{where}: preset 'demo' is only for the primary dataset")
+            spec["manifest"], spec["image_root"] = f"{demo_dir}/manifest.csv", demo_dir
+        elif not spec.get("manifest"):
+            raise ValueError(f"{where} ({spec['name']}): `manifest` is required for its preset")
+        specs.append(spec)
+    names = [s["name"] for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"dataset names must differ, {dup} repeats; set `name` on each dataset")
+    return specs
+
+
+def dataset_inputs(spec: dict[str, Any]) -> list[str]:
+    """The files a dataset is read from (Snakemake inputs of ingest)."""
+    from .presets import preset_inputs
+
+    return preset_inputs(spec)
+
+
+def ingest_dataset(spec: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One dataset as (manifest, dropped rows), both tagged with the dataset's name."""
+    from .presets import read_preset
+
+    table, columns, label_columns, source = read_preset(spec)
+    manifest, dropped = ingest_manifest(
+        table,
+        image_root=spec.get("image_root"),
+        columns=columns,
+        label_columns=label_columns,
+        on_missing_image=spec.get("on_missing_image", "drop"),
+        source=source,
+        keep_columns=[*(spec.get("keep_columns") or []), *table.attrs.get("keep", [])],
+        dicom_tags=bool(spec.get("dicom_tags")),
+    )
+    return manifest.assign(dataset=spec["name"]), dropped.assign(dataset=spec["name"])
+
+
+def ingest_datasets(
+    specs: list[dict[str, Any]], privacy: dict[str, Any] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every dataset stacked into one manifest; image ids must be unique across datasets.
+    Patient and study ids leave as salted hashes unless `privacy.hash_ids` is false."""
+    from .privacy import check_identifier_columns, hash_ids
+
+    privacy = {"hash_ids": True, "salt": "cxr-atlas", "identifiers": [], **(privacy or {})}
+    check_identifier_columns(specs, privacy["identifiers"])
+    parts, dropped = zip(*(ingest_dataset(s) for s in specs), strict=True)
+    for part, spec in zip(parts, specs, strict=True):
+        log.info("dataset %s: %d usable images", spec["name"], len(part))
+    manifest = pd.concat(parts, ignore_index=True)
+    dup = manifest["image_id"].duplicated(keep=False)
+    if dup.any():
+        first = manifest.loc[dup, "image_id"].iloc[0]
+        where = sorted(manifest.loc[manifest["image_id"] == first, "dataset"])
+        raise ManifestError(
+            f"image id {first!r} appears in datasets {where} ({int(dup.sum())} rows share ids "
+            "across datasets); give one of them an `id_prefix`"
+        )
+    # concat widens a nullable column that one dataset lacks (Int8 labels to object): restore it
+    for part in parts:
+        for col, dtype in part.dtypes.items():
+            if str(dtype) in ("Int8", "Int16", "Float32"):
+                manifest[col] = manifest[col].astype(dtype)
+    if privacy["hash_ids"]:
+        manifest = hash_ids(manifest, privacy["salt"])
+    return manifest, pd.concat(dropped, ignore_index=True)
+
+
+def planned_rows(spec: dict[str, Any]) -> int:
+    """Rows a dataset's manifest holds, for the shard plan when sample.n is unset."""
+    from .plan import count_manifest_rows
+
+    path = spec.get("manifest")
+    if not path or not Path(path).exists():
+        raise FileNotFoundError(
+            f"dataset {spec['name']}: manifest {path!r} not found; with sample.n unset the "
+            "shard plan needs its row count"
+        )
+    return count_manifest_rows(path)

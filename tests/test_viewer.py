@@ -1,0 +1,224 @@
+"""`cxr-atlas view` in a real browser: Debian's Chromium, headless, driven by Playwright (never
+`playwright install`), against the served demo atlas and against a static export.
+
+The map itself is WebGPU with `shader-f16`, which headless Chromium's software adapter lacks; the
+test serves a test-only copy of the frontend with f16 buffers made f32 (tests/browser/), so the
+points render and are counted. Everything else is the shipped frontend."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent / "browser"))
+
+pytestmark = pytest.mark.workflow
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+    # WebGPU on SwiftShader with GPU-style compositing (not --disable-gpu)
+    "--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-vulkan=swiftshader",
+    "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+]  # fmt: skip
+POINTS = r"([0-9,]+) / ([0-9,]+) points"
+
+
+def _need_browser():
+    missing = [n for n, ok in (("chromium", os.path.exists(CHROMIUM)),
+                               ("playwright", shutil.which("playwright") or _has("playwright")),
+                               ("embedding-atlas", _has("embedding_atlas"))) if not ok]  # fmt: skip
+    if missing:
+        if os.environ.get("CXR_ATLAS_REQUIRE_BROWSER"):
+            pytest.fail(f"browser test needs {missing} (CI installs them)")
+        pytest.skip(f"needs {missing}")
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _free_port() -> int:
+    for port in range(5071, 5088):  # Chrome refuses some ports (5060); these work
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError("no free port in 5071-5087")
+
+
+@pytest.fixture(scope="module")
+def atlas(repo, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("view")
+    cfg = {"dataset": {"demo": {"n_images": 200, "seed": 2}}, "sample": {"n": 200},
+           "extract": {"shard_size": 100}}  # fmt: skip
+    (workdir / "test.yaml").write_text(yaml.safe_dump(cfg))
+    subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
+         "--cores", "2", "--configfile", str(workdir / "test.yaml")],
+        check=True, capture_output=True, timeout=900,
+    )  # fmt: skip
+    return workdir / "results/atlas/atlas.parquet"
+
+
+@pytest.fixture(scope="module")
+def static(tmp_path_factory):
+    _need_browser()
+    from make_f32_static import make_f32_static
+
+    return make_f32_static(tmp_path_factory.mktemp("static") / "f32")
+
+
+def _serve(cmd: list[str], url: str):
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:]}") from None
+            time.sleep(0.5)
+    proc.kill()
+    raise TimeoutError(url)
+
+
+@contextlib.contextmanager
+def _page(url: str, wait_map: bool = True):
+    """A loaded page (the "N / N points" text shown, and the maps drawn if `wait_map`), and the
+    list of requests it made to hosts other than 127.0.0.1."""
+    from playwright.sync_api import sync_playwright
+
+    external: list[str] = []
+
+    def record(request) -> None:
+        if request.url.startswith("http") and urlparse(request.url).hostname != "127.0.0.1":
+            external.append(request.url)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.on("request", record)
+        page.goto(url)
+        _wait_text(page, POINTS, 180_000)
+        if wait_map:
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('canvas')].some(c => c.width > 400)",
+                timeout=180_000,
+            )
+            time.sleep(8)  # SwiftShader is slow: let the points and density finish
+        try:
+            yield page, external
+        finally:
+            browser.close()
+
+
+def _wait_text(page, pattern: str, timeout: int = 30_000) -> None:
+    js = pattern.replace("/", "\\/")
+    page.wait_for_function(f"() => /{js}/.test(document.body.innerText)", timeout=timeout)
+
+
+def _count_plot_bar(page, field: str, value: str):
+    """The row for `value` in `field`'s count plot: the side panel is the right-most column, and
+    the row sits under the plot's title (table cells with the same texts lie further left)."""
+
+    def boxes(text):
+        loc = page.get_by_text(text, exact=True)
+        return [(loc.nth(i), loc.nth(i).bounding_box()) for i in range(loc.count())]
+
+    title = max((b for b in boxes(field) if b[1]), key=lambda b: b[1]["x"])[1]
+    rows = [(el, b) for el, b in boxes(value)
+            if b and abs(b["x"] - title["x"]) < 40 and b["y"] > title["y"]]  # fmt: skip
+    assert rows, f"no row {value!r} under the {field!r} count plot"
+    return min(rows, key=lambda r: r[1]["y"])[0]
+
+
+def _text(page) -> str:
+    return page.evaluate("() => document.body.innerText")
+
+
+def _coloured_pixels(png: Path) -> int:
+    """Pixels whose red and blue differ clearly: map points (the page itself is grey/white)."""
+    from PIL import Image
+
+    im = np.asarray(Image.open(png).convert("RGB")).astype(int)[60:900, 40:1180]
+    return int((np.abs(im[..., 0] - im[..., 2]) > 60).sum())
+
+
+def test_view_command_is_offline_and_local(atlas):
+    from cxratlas.viewer import viewer_command
+
+    cmd = viewer_command(atlas)
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    # every computed input is passed, so the viewer computes and downloads nothing
+    for flag, col in (("--x", "x_pixels_32"), ("--neighbors", "neighbors_pixels_32"),
+                      ("--pagerank", "pagerank_pixels_32"), ("--image", "thumbnail")):  # fmt: skip
+        assert cmd[cmd.index(flag) + 1] == col
+    assert cmd[cmd.index("--state") + 1].endswith("state.json")
+    cli = [sys.executable, "-m", "cxratlas.cli", "view", str(atlas.parent / "x.parquet")]
+    out = subprocess.run(cli, capture_output=True, text=True)
+    assert out.returncode == 2 and "x.parquet: atlas not found" in out.stderr
+
+
+def test_served_atlas_in_a_real_browser(atlas, static, tmp_path):
+    frame = pd.read_parquet(atlas, columns=["view_position", "manufacturer"])
+    n = len(frame)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    cmd = [sys.executable, "-m", "cxratlas.cli", "view", str(atlas), "--port", str(port),
+           "--static", str(static)]  # fmt: skip
+    server = _serve(cmd, url)
+    shot = tmp_path / "atlas.png"
+    try:
+        with _page(url) as (page, external):
+            assert re.search(POINTS, _text(page)).groups() == (f"{n}",) * 2
+            canvases = "() => [...document.querySelectorAll('canvas')].filter(c => c.width > 400)"
+            assert page.evaluate(canvases + ".length") == 2  # a drawing view per model
+            assert "WebGPU is unavailable" not in _text(page)
+            for value in ("PA", "AP", "LATERAL", *frame["manufacturer"].unique()):
+                assert value in _text(page)  # the count plots list the planted categories
+            page.screenshot(path=str(shot))
+            lateral = int((frame["view_position"] == "LATERAL").sum())
+            _count_plot_bar(page, "view_position", "LATERAL").click()
+            _wait_text(page, f"{lateral} / {n} points")  # the selection filters every view
+        assert external == []  # nothing beyond localhost
+        assert _coloured_pixels(shot) > 500, "the maps drew no points"
+        if os.environ.get("CXR_ATLAS_SCREENSHOT"):
+            shutil.copy(shot, os.environ["CXR_ATLAS_SCREENSHOT"])
+    finally:
+        server.kill()
+
+
+def test_static_export_opens_from_a_plain_file_server(atlas, static, tmp_path):
+    out = tmp_path / "bundle"
+    cmd = [sys.executable, "-m", "cxratlas.cli", "view", str(atlas), "--export", str(out),
+           "--static", str(static)]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    rows = len(pd.read_parquet(atlas, columns=["image_id"]))
+    assert (out / "index.html").exists()
+    assert len(pd.read_parquet(out / "data/dataset.parquet")) == rows
+    port = _free_port()
+    server = _serve([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                     "--directory", str(out)], f"http://127.0.0.1:{port}/")  # fmt: skip
+    try:
+        with _page(f"http://127.0.0.1:{port}/", wait_map=False) as (page, external):
+            assert re.search(POINTS, _text(page)).groups() == (f"{rows}",) * 2
+        assert external == []
+    finally:
+        server.kill()

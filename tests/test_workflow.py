@@ -211,7 +211,8 @@ def test_analyses_track_the_planted_truth(demo_run):
 def test_html_report_holds_the_analyses_with_captions(repo, demo_run):
     snakemake(repo, demo_run, "--report", "report.html")
     html = (demo_run / "report.html").read_text(errors="replace")
-    for text in ("Cross-model comparison", "Linear probes", "contact_sheet.png", "patient-level"):
+    for text in ("Cross-model comparison", "Linear probes", "contact_sheet.png", "patient-level",
+                 "Data quality", "skipped.png", "summary.tsv"):  # fmt: skip
         assert text in html, text
 
 

@@ -77,6 +77,11 @@ def test_ingest_hashes_ids_and_refuses_identifier_columns(tmp_path):
     assert manifest["pleural_effusion"].notna().any() and manifest["sex"].notna().all()
     with pytest.raises(ValueError, match=r"keep_columns names \['PatientName'\].*identifiers"):
         ingest_datasets([{**spec, "keep_columns": ["PatientName"]}], privacy)
+    # an identifier may be the patient id only while ids are hashed
+    unhashed = {**privacy, "hash_ids": False, "identifiers": ["MRN"]}
+    with pytest.raises(ValueError, match=r"columns names \['MRN'\]"):
+        ingest_datasets([spec], unhashed)
+    ingest_datasets([spec], {**unhashed, "hash_ids": True})
 
 
 def test_no_identifier_reaches_any_output(repo, tmp_path):

@@ -70,7 +70,7 @@ def ingest_datasets(
     from .privacy import check_identifier_columns, hash_ids
 
     privacy = {"hash_ids": True, "salt": "cxr-atlas", "identifiers": [], **(privacy or {})}
-    check_identifier_columns(specs, privacy["identifiers"])
+    check_identifier_columns(specs, privacy["identifiers"], privacy["hash_ids"])
     parts, dropped = zip(*(ingest_dataset(s) for s in specs), strict=True)
     for part, spec in zip(parts, specs, strict=True):
         log.info("dataset %s: %d usable images", spec["name"], len(part))

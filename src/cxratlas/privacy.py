@@ -37,8 +37,11 @@ def hash_ids(manifest: pd.DataFrame, salt: str) -> pd.DataFrame:
     return out
 
 
-def check_identifier_columns(specs: list[dict[str, Any]], identifiers: list[str]) -> None:
-    """Refuse a config that would carry a declared identifier column into the results."""
+def check_identifier_columns(
+    specs: list[dict[str, Any]], identifiers: list[str], ids_hashed: bool = True
+) -> None:
+    """Refuse a config that would carry a declared identifier column into the results (as a
+    patient or study id it may only travel hashed)."""
     banned = set(identifiers)
     for spec in specs:
         name = spec.get("name")
@@ -47,7 +50,7 @@ def check_identifier_columns(specs: list[dict[str, Any]], identifiers: list[str]
             "label_columns": list(spec.get("label_columns") or []),
         }
         for key, original in (spec.get("columns") or {}).items():
-            if key not in ID_COLUMNS:  # an identifier may serve as the patient id: it gets hashed
+            if key not in ID_COLUMNS or not ids_hashed:
                 carried.setdefault("columns", []).append(original)
         for i, table in enumerate(spec.get("tables") or []):
             cols = table.get("columns") or []

@@ -94,7 +94,7 @@ def test_atlas_contract(demo, tmp_path):
     img = Image.open(io.BytesIO(row0["thumbnail"]))
     assert img.format == "PNG" and max(img.size) == 32
     state = json.loads((tmp_path / "state.json").read_text())
-    views = [c for c in state["charts"].values() if c["type"] == "embedding"]
+    views = [c for c in state["charts"].values() if c.get("type") == "embedding"]
     assert [v["data"]["x"] for v in views] == ["x_a", "x_b"]
     assert all(v["data"]["neighbors"] == f"neighbors_{v['title']}" for v in views)
 
@@ -104,3 +104,7 @@ def test_state_lists_findings_as_multilabel():
     kinds = [(c["type"], c.get("data", {}).get("field")) for c in s["charts"].values()]
     assert ("count-plot", "findings") in kinds and kinds[-1] == ("instances", None)
     assert [c for c in s["charts"].values() if c.get("data", {}).get("isList")]
+    s = atlas_state(["m", "n"], {"agreement": 1, "outlier_m": 1, "outlier_n": 1})
+    hist = [c for c in s["charts"].values() if "layers" in c]
+    assert [c["title"] for c in hist] == ["agreement", "outlier_m", "outlier_n"]
+    assert hist[0]["layers"][1]["filter"] == "$filter"  # the second layer follows the selection

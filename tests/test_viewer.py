@@ -138,15 +138,24 @@ def _count_plot_bar(page, field: str, value: str):
     """The row for `value` in `field`'s count plot: the side panel is the right-most column, and
     the row sits under the plot's title (table cells with the same texts lie further left)."""
 
-    def boxes(text):
-        loc = page.get_by_text(text, exact=True)
-        return [(loc.nth(i), loc.nth(i).bounding_box()) for i in range(loc.count())]
-
-    title = max((b for b in boxes(field) if b[1]), key=lambda b: b[1]["x"])[1]
-    rows = [(el, b) for el, b in boxes(value)
+    title = _panel_title(page, field)
+    rows = [(el, b) for el, b in _boxes(page, value)
             if b and abs(b["x"] - title["x"]) < 40 and b["y"] > title["y"]]  # fmt: skip
     assert rows, f"no row {value!r} under the {field!r} count plot"
     return min(rows, key=lambda r: r[1]["y"])[0]
+
+
+def _boxes(page, text: str):
+    loc = page.get_by_text(text, exact=True)
+    return [(loc.nth(i), loc.nth(i).bounding_box()) for i in range(loc.count())]
+
+
+def _panel_title(page, field: str) -> dict:
+    """The box of the right-most on-screen element reading exactly `field`: a chart title in the
+    side panel when that chart exists (the table's header of that name lies further left, or
+    scrolled off to the right)."""
+    width = page.viewport_size["width"]
+    return max((b for _, b in _boxes(page, field) if b and b["x"] < width), key=lambda b: b["x"])
 
 
 def _text(page) -> str:
@@ -193,6 +202,9 @@ def test_served_atlas_in_a_real_browser(atlas, static, tmp_path):
             assert "WebGPU is unavailable" not in _text(page)
             for value in ("PA", "AP", "LATERAL", *frame["manufacturer"].unique()):
                 assert value in _text(page)  # the count plots list the planted categories
+            side = _panel_title(page, "view_position")["x"]
+            for chart in ("cluster_pixels_32", "findings", "agreement", "outlier_pixels_64_pca"):
+                assert abs(_panel_title(page, chart)["x"] - side) < 40, chart  # in the panel
             page.screenshot(path=str(shot))
             lateral = int((frame["view_position"] == "LATERAL").sum())
             _count_plot_bar(page, "view_position", "LATERAL").click()

@@ -227,5 +227,28 @@ def atlas_state(models: list[str], cols: dict[str, Any]) -> dict[str, Any]:
             "title": "findings",
             "data": {"field": "findings", "isList": True},
         }
+    # brushing a histogram selects, e.g., the images the models disagree on, in every view
+    for field in ("agreement", *(f"outlier_{m}" for m in models)):
+        if field in cols:
+            n += 1
+            charts[str(n)] = histogram(field)
     charts[str(n + 1)] = {"type": "instances", "title": "Images"}
     return {"charts": charts}
+
+
+def histogram(field: str) -> dict[str, Any]:
+    """A brushable histogram chart, in the spec Embedding Atlas 0.26 builds for numeric columns
+    by default (its charts have no `type`, only layers)."""
+    bars = {"mark": "bar", "encoding": {"x": {"field": field}, "y": {"aggregate": "count"}}}
+    return {
+        "title": field,
+        "layers": [
+            {**bars, "style": {"fillColor": "$markColorFade"}},
+            {**bars, "filter": "$filter"},
+        ],
+        "selection": {"brush": {"encoding": "x"}},
+        "widgets": [
+            {"type": "scale.type", "channel": "x"},
+            {"type": "encoding.normalize", "attribute": "y", "layer": [0, 1], "options": ["x"]},
+        ],
+    }

@@ -6,6 +6,8 @@ import warnings
 
 import numpy as np
 
+from .projection import fit_and_project
+
 
 class CPUBackend:
     name = "cpu"
@@ -16,13 +18,8 @@ class CPUBackend:
         applied in blocks). Returns (float32 scores, explained variance ratio sum)."""
         from sklearn.decomposition import PCA
 
-        rng = np.random.default_rng(seed)
-        fit = X if len(X) <= fit_max else X[np.sort(rng.choice(len(X), fit_max, replace=False))]
         model = PCA(n_components=n_components, svd_solver="randomized", random_state=seed)
-        model.fit(fit)
-        out = np.empty((len(X), n_components), np.float32)
-        for start in range(0, len(X), 65536):
-            out[start : start + 65536] = model.transform(X[start : start + 65536])
+        out = fit_and_project(model, X, n_components, seed, fit_max, block=65536)
         return out, float(model.explained_variance_ratio_.sum())
 
     def umap(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .projection import fit_and_project
+
 
 def gpu_available() -> tuple[bool, str]:
     """Whether cuML and a FAISS build with GPUs are importable and see a device, and why not."""
@@ -38,12 +40,8 @@ class GPUBackend:
     def pca(self, X: np.ndarray, n_components: int, seed: int, fit_max: int = 1_000_000):
         from cuml.decomposition import PCA
 
-        rng = np.random.default_rng(seed)
-        fit = X if len(X) <= fit_max else X[np.sort(rng.choice(len(X), fit_max, replace=False))]
-        model = PCA(n_components=n_components, output_type="numpy").fit(fit)
-        out = np.empty((len(X), n_components), np.float32)
-        for start in range(0, len(X), 262144):  # host blocks: the matrix may exceed the GPU
-            out[start : start + 262144] = model.transform(X[start : start + 262144])
+        model = PCA(n_components=n_components, output_type="numpy")
+        out = fit_and_project(model, X, n_components, seed, fit_max, block=262144)
         return out, float(np.asarray(model.explained_variance_ratio_).sum())
 
     def umap(

@@ -6,10 +6,11 @@ from pathlib import Path
 # The workflow plans with the package from this checkout, as scripts/_bootstrap.py does for jobs.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from cxratlas.datasets import dataset_inputs, dataset_specs  # noqa: E402
+from cxratlas.datasets import dataset_specs  # noqa: E402
 from cxratlas.manifest import snake_case  # noqa: E402
 from cxratlas.models import needs_fit  # noqa: E402
 from cxratlas.plan import planned_images  # noqa: E402
+from cxratlas.presets import kept_columns, preset_inputs  # noqa: E402
 from cxratlas.sample import n_shards  # noqa: E402
 
 MODELS = list(config["models"])
@@ -21,7 +22,7 @@ SHARDS = list(range(N_SHARDS))
 
 def dataset_files():
     """Every file the datasets are read from."""
-    return [f for spec in DATASETS for f in dataset_inputs(spec)]
+    return [f for spec in DATASETS for f in preset_inputs(spec)]
 
 
 def model_entry(wildcards):
@@ -56,8 +57,7 @@ def model_shards(wildcards):
 def atlas_columns():
     """Manifest columns the atlas carries: privacy's allow-list, each dataset's kept columns, and
     `dataset` when there is more than one."""
-    kept = [snake_case(c) for spec in DATASETS for c in spec.get("keep_columns") or []]
-    kept += ["split"] if any(spec.get("split") for spec in DATASETS) else []
+    kept = [snake_case(c) for spec in DATASETS for c in kept_columns(spec)]
     columns = [*config["privacy"]["atlas_columns"], *kept]
     if len(DATASETS) > 1:
         columns.append("dataset")

@@ -120,3 +120,16 @@ def test_explicit_label_columns(images):
     assert df["my_label"].tolist() == [1]
     with pytest.raises(ManifestError, match=r"label column\(s\) \['Other'\]"):
         ingest_manifest(path, image_root=images, label_columns=["Other"])
+
+
+def test_study_dates_in_every_written_form_become_years(images):
+    dates = ["20180506", "20180506.0", "2017-03-04", ""]
+    df = pd.DataFrame(
+        {
+            "image_id": list("abcd"),
+            "path": ["0.png", "1.png", "2.png", "0.png"],
+            "study_date": dates,
+        }
+    )
+    m, _ = ingest_manifest(df, image_root=images)
+    assert m["study_year"].tolist()[:3] == [2018, 2018, 2017] and pd.isna(m["study_year"][3])

@@ -37,16 +37,9 @@ def dataset_specs(config: dict[str, Any], demo_dir: str = "resources/demo") -> l
     return specs
 
 
-def dataset_inputs(spec: dict[str, Any]) -> list[str]:
-    """The files a dataset is read from (Snakemake inputs of ingest)."""
-    from .presets import preset_inputs
-
-    return preset_inputs(spec)
-
-
 def ingest_dataset(spec: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One dataset as (manifest, dropped rows), both tagged with the dataset's name."""
-    from .presets import read_preset
+    from .presets import kept_columns, read_preset
 
     table, columns, label_columns, source = read_preset(spec)
     manifest, dropped = ingest_manifest(
@@ -56,7 +49,7 @@ def ingest_dataset(spec: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
         label_columns=label_columns,
         on_missing_image=spec.get("on_missing_image", "drop"),
         source=source,
-        keep_columns=[*(spec.get("keep_columns") or []), *table.attrs.get("keep", [])],
+        keep_columns=kept_columns(spec),
         dicom_tags=bool(spec.get("dicom_tags")),
     )
     return manifest.assign(dataset=spec["name"]), dropped.assign(dataset=spec["name"])

@@ -94,6 +94,17 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     raise ManifestError(f"{path}: unsupported manifest format (use .csv, .tsv or .parquet)")
 
 
+def apply_column_map(table: pd.DataFrame, columns: dict[str, str] | None, source: str):
+    """Rename `table`'s columns by `dataset.columns` (canonical name -> column in the file)."""
+    for canonical, original in (columns or {}).items():
+        if original not in table.columns:
+            raise ManifestError(
+                f"{source}: column {original!r} (mapped to {canonical!r} in dataset.columns) "
+                f"not found; columns are {list(table.columns)}"
+            )
+    return table.rename(columns={v: k for k, v in (columns or {}).items()})
+
+
 def normalise_label(values: pd.Series, column: str, source: str, row_offset: int = 2) -> pd.Series:
     """Map label values by name to 1/0/-1/<NA> (Int8); an unknown value raises naming its row."""
     text = values.astype("string").str.strip().str.lower().fillna("")
@@ -143,14 +154,7 @@ def ingest_manifest(
         raw, source = manifest, source or "manifest"
     else:
         raw, source = read_table(manifest), source or os.fspath(manifest)
-    rename = {v: k for k, v in (columns or {}).items()}
-    for canonical, original in (columns or {}).items():
-        if original not in raw.columns:
-            raise ManifestError(
-                f"{source}: column {original!r} (mapped to {canonical!r} in dataset.columns) "
-                f"not found; columns are {list(raw.columns)}"
-            )
-    df = raw.rename(columns=rename)
+    df = apply_column_map(raw, columns, source)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ManifestError(
@@ -195,7 +199,9 @@ def ingest_manifest(
     if "age" in out:
         out["age"] = pd.to_numeric(out["age"], errors="coerce").astype("Float32")
     if "study_date" in out:
-        dates = pd.to_datetime(out["study_date"].astype("string"), errors="coerce", format="mixed")
+        # ISO dates, DICOM DA / MIMIC YYYYMMDD, and the same read back as a float (20180506.0)
+        text = out["study_date"].astype("string").str.replace(r"\.0$", "", regex=True)
+        dates = pd.to_datetime(text, errors="coerce", format="mixed")
         out["study_year"] = dates.dt.year.astype("Int16")
         out = out.drop(columns="study_date")
     for col in ("patient_id", "study_id", "manufacturer", "sex"):
@@ -254,10 +260,6 @@ def _fill_from_dicom(out: pd.DataFrame) -> None:
             continue
         for column, value in tags.items():
             found[column][i] = value
-    found["study_date"] = [  # DA is YYYYMMDD
-        f"{v[:4]}-{v[4:6]}-{v[6:8]}" if isinstance(v, str) and len(v) == 8 else pd.NA
-        for v in found["study_date"]
-    ]
     for column, values in found.items():
         series = pd.Series(values, index=out.index, dtype="object")
         if column in out:

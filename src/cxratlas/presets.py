@@ -23,7 +23,13 @@ from typing import Any
 
 import pandas as pd
 
-from .manifest import KNOWN_FINDINGS, ManifestError, read_table, snake_case
+from .manifest import (
+    KNOWN_FINDINGS,
+    ManifestError,
+    apply_column_map,
+    read_table,
+    snake_case,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +48,6 @@ def _require(table: pd.DataFrame, columns: list[str], source: str, preset: str) 
             f"{source}: column(s) {missing} missing for preset {preset!r}; "
             f"columns are {list(table.columns)}"
         )
-
-
-def _yyyymmdd(values: pd.Series) -> pd.Series:
-    """MIMIC's StudyDate (20180506 or 20180506.0) as an ISO date string."""
-    text = values.astype("string").str.replace(r"\.0$", "", regex=True)
-    return text.str.replace(r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3", regex=True)
 
 
 MIMIC_FINDINGS = (
@@ -81,7 +81,7 @@ def _mimic(spec: dict[str, Any]) -> Preset:
     if "ViewPosition" in meta:
         table["view_position"] = meta["ViewPosition"]
     if "StudyDate" in meta:
-        table["study_date"] = _yyyymmdd(meta["StudyDate"])
+        table["study_date"] = meta["StudyDate"]
     labels = None
     if spec.get("labels"):
         lab = read_table(spec["labels"])
@@ -106,7 +106,6 @@ def _mimic(spec: dict[str, Any]) -> Preset:
             on="image_id", how="left", validate="one_to_one",
         )  # fmt: skip
         table["split"] = table["split"].fillna("")
-        table.attrs["keep"] = ["split"]  # the official split reaches the atlas
     return table, {}, labels, source
 
 
@@ -209,15 +208,8 @@ def _nih(spec: dict[str, Any]) -> Preset:
 def _emory(spec: dict[str, Any]) -> Preset:
     """The base table renamed by `columns`, then each of `tables` left-joined on its key."""
     source = str(spec["manifest"])
-    base = read_table(spec["manifest"])
-    columns = dict(spec.get("columns") or {})
-    for canonical, original in columns.items():
-        if original not in base.columns:
-            raise ManifestError(
-                f"{source}: column {original!r} (dataset.columns.{canonical}) not found; "
-                f"columns are {list(base.columns)}"
-            )
-    table = base.rename(columns={v: k for k, v in columns.items()})
+    # renamed first: the tables join on canonical keys (image_id, patient_id)
+    table = apply_column_map(read_table(spec["manifest"]), spec.get("columns"), source)
     labels = list(spec.get("label_columns") or [])
     for i, t in enumerate(spec.get("tables") or []):
         table = _join_table(table, t, f"dataset.tables[{i}]")
@@ -289,6 +281,13 @@ READERS: dict[str, Callable[[dict[str, Any]], Preset]] = {
 }
 
 
+def kept_columns(spec: dict[str, Any]) -> list[str]:
+    """Columns a dataset carries beyond the canonical ones: its keep_columns, plus what its
+    preset adds (MIMIC's official split)."""
+    extra = ["split"] if spec["preset"] == "mimic-cxr-jpg" and spec.get("split") else []
+    return list(dict.fromkeys([*(spec.get("keep_columns") or []), *extra]))
+
+
 def preset_inputs(spec: dict[str, Any]) -> list[str]:
     """Every file the preset reads, so a change to any of them reruns ingest."""
     files = [spec["manifest"]]
@@ -308,10 +307,8 @@ def read_preset(spec: dict[str, Any]) -> Preset:
             f"known: {sorted(READERS)}"
         ) from None
     table, columns, labels, source = reader(spec)
-    keep = table.attrs.get("keep", [])
     if spec.get("id_prefix"):
         id_col = columns.get("image_id", "image_id")
         if id_col in table:
             table = table.assign(**{id_col: spec["id_prefix"] + table[id_col].astype(str)})
-    table.attrs["keep"] = keep
     return table, columns, labels, source

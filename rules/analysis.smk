@@ -166,7 +166,5 @@ rule quality:
         "logs/analysis/quality.log",
     conda:
         "../envs/cpu.yaml"
-    params:
-        models=MODELS,
     script:
         "../scripts/quality.py"

@@ -7,10 +7,7 @@ from cxratlas.io import atomic_path, write_frame
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-models = snakemake.params.models
-n = len(snakemake.input.reports) // len(models)
-reports = {m: snakemake.input.reports[i * n : (i + 1) * n] for i, m in enumerate(models)}
-table, summary = skipped_images(snakemake.input.dropped, reports)
+table, summary = skipped_images(snakemake.input.dropped, list(snakemake.input.reports))
 write_frame(table, snakemake.output.table)
 with atomic_path(snakemake.output.summary) as tmp:
     summary.to_csv(tmp, sep="\t", index=False)

@@ -39,19 +39,17 @@ POINTS = r"([0-9,]+) / ([0-9,]+) points"
 
 
 def _need_browser():
-    missing = [n for n, ok in (("chromium", os.path.exists(CHROMIUM)),
-                               ("playwright", shutil.which("playwright") or _has("playwright")),
-                               ("embedding-atlas", _has("embedding_atlas"))) if not ok]  # fmt: skip
+    import importlib.util
+
+    missing = [name for name, ok in (
+        ("chromium", os.path.exists(CHROMIUM)),
+        ("playwright", importlib.util.find_spec("playwright") is not None),
+        ("embedding-atlas", importlib.util.find_spec("embedding_atlas") is not None),
+    ) if not ok]  # fmt: skip
     if missing:
         if os.environ.get("CXR_ATLAS_REQUIRE_BROWSER"):
             pytest.fail(f"browser test needs {missing} (CI installs them)")
         pytest.skip(f"needs {missing}")
-
-
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 def _free_port() -> int:

@@ -26,38 +26,37 @@ def reason_class(reason: str) -> str:
     return "other"
 
 
-def skipped_images(
-    dropped_path: str, reports: dict[str, list[str]]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(one row per dropped or skipped image, per stage/model totals)."""
+def skipped_images(dropped_path: str, report_paths: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per dropped or skipped image, per stage/model totals) from ingest's dropped rows
+    and the per-shard reports (each names its model and shard)."""
     dropped = pd.read_parquet(dropped_path)
     rows = [
         {"stage": "ingest", "model": "", "shard": -1, "image_id": r.image_id, "reason": r.reason}
         for r in dropped.itertuples()
     ]
-    totals = []
-    for model, paths in reports.items():
-        images = skipped = 0
-        for path in paths:
-            with open(path) as fh:
-                rep = json.load(fh)
-            images += rep["images"]
-            skipped += len(rep["skipped"])
-            rows += [
-                {
-                    "stage": "embed",
-                    "model": model,
-                    "shard": rep.get("shard", -1),
-                    "image_id": s["image_id"],
-                    "reason": s["reason"],
-                }  # fmt: skip
-                for s in rep["skipped"]
-            ]
-        totals.append({"stage": "embed", "model": model, "images": images, "skipped": skipped})
+    counts: dict[str, dict[str, int]] = {}
+    for path in report_paths:
+        with open(path) as fh:
+            rep = json.load(fh)
+        total = counts.setdefault(rep["model"], {"images": 0, "skipped": 0})
+        total["images"] += rep["images"]
+        total["skipped"] += len(rep["skipped"])
+        rows += [
+            {
+                "stage": "embed",
+                "model": rep["model"],
+                "shard": rep["shard"],
+                "image_id": s["image_id"],
+                "reason": s["reason"],
+            }  # fmt: skip
+            for s in rep["skipped"]
+        ]
     table = pd.DataFrame(rows, columns=["stage", "model", "shard", "image_id", "reason"])
     table["reason_class"] = table["reason"].map(reason_class)
-    totals.insert(0, {"stage": "ingest", "model": "", "images": None, "skipped": len(dropped)})
-    summary = pd.DataFrame(totals)
+    summary = pd.DataFrame(
+        [{"stage": "ingest", "model": "", "images": None, "skipped": len(dropped)}]
+        + [{"stage": "embed", "model": m, **c} for m, c in counts.items()]
+    )
     by_class = table.groupby(["stage", "model"])["reason_class"].agg(
         lambda s: "; ".join(f"{k} {v}" for k, v in s.value_counts().items())
     )

@@ -1,5 +1,6 @@
 # CXR Atlas: compare how chest X-ray foundation models see the same images.
-# manifest -> shared sample -> sharded embeddings per model -> kNN/UMAP/clusters -> atlas Parquet
+# plan (datasets validated, shared sample drawn, before any job) -> sharded embeddings per model
+# -> kNN/UMAP/clusters -> atlas Parquet; the manifest (ingest) feeds the atlas and the analyses
 
 
 from pathlib import Path
@@ -27,7 +28,6 @@ wildcard_constraints:
 
 
 include: "rules/ingest.smk"
-include: "rules/sample.smk"
 include: "rules/embed.smk"
 include: "rules/reduce.smk"
 include: "rules/atlas.smk"

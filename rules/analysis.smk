@@ -115,6 +115,7 @@ rule label_noise:
         models=MODELS,
         noise=config["analysis"]["label_noise"],
         folds=config["analysis"]["probes"]["folds"],
+        min_count=config["analysis"]["probes"]["min_positives"],
         seed=config["analysis"]["seed"],
     script:
         "../scripts/label_noise.py"

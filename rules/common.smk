@@ -1,23 +1,42 @@
-# Input functions and the plan every rule shares. The shard count is fixed here, from the
-# config (or the manifest's row count), so `snakemake -n` lists every (model, shard) job.
+# Input functions and the plan every rule shares. The plan is made here, while Snakemake reads the
+# workflow: every dataset is read and validated (a mistake stops the run before any job) and the
+# shared sample is drawn, so `snakemake -n` lists every (model, shard) job the data needs.
 import sys
 from pathlib import Path
 
 # The workflow plans with the package from this checkout, as scripts/_bootstrap.py does for jobs.
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+import _bootstrap  # noqa: E402, F401
+
+from snakemake.exceptions import WorkflowError  # noqa: E402
+from snakemake.logging import logger  # noqa: E402
 
 from cxratlas.datasets import dataset_specs  # noqa: E402
 from cxratlas.manifest import snake_case  # noqa: E402
 from cxratlas.models import needs_fit  # noqa: E402
-from cxratlas.plan import planned_images  # noqa: E402
+from cxratlas.plan import Plan, make_plan  # noqa: E402
 from cxratlas.presets import kept_columns, preset_inputs  # noqa: E402
-from cxratlas.sample import n_shards  # noqa: E402
 
 MODELS = list(config["models"])
 DEMO_DIR = "resources/demo"
 DATASETS = dataset_specs(config, DEMO_DIR)
-N_SHARDS = n_shards(planned_images(config, DEMO_DIR), config["extract"]["shard_size"])
-SHARDS = list(range(N_SHARDS))
+
+
+def _plan():
+    """Made by the process the user started; a cluster job reads the one it was planned with."""
+    if not workflow.is_main_process:
+        return Plan.load()
+    try:
+        return make_plan(config, DEMO_DIR, say=logger.warning)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise WorkflowError(
+            f"{message}\n(stopped before any job: nothing under results/ was changed)"
+        ) from None
+
+
+PLAN = _plan()
+SHARDS = list(range(PLAN.n_shards))
 
 
 def dataset_files():
@@ -72,7 +91,7 @@ def analysis_datasets():
 
 
 def analysis_label_noise():
-    """The label-noise outputs, when a finding is named for it."""
+    """The label-noise outputs, unless the step is switched off (finding: null)."""
     if config["analysis"]["label_noise"]["finding"]:
         return ["results/analysis/label_noise/label_noise.parquet"]
     return []

@@ -1,17 +1,6 @@
-rule demo_data:
-    output:
-        manifest=f"{DEMO_DIR}/manifest.csv",
-        images=directory(f"{DEMO_DIR}/images"),
-    log:
-        "logs/demo_data.log",
-    benchmark:
-        "logs/benchmarks/demo_data.tsv"
-    conda:
-        "../envs/ingest.yaml"
-    params:
-        demo=config["dataset"]["demo"],
-    script:
-        "../scripts/demo_data.py"
+# The datasets are read and validated while the workflow is read (rules/common.smk, the plan);
+# this job writes the full manifest that the atlas and the analyses join: labels, attributes,
+# DICOM header fields, hashed ids. Rerunning it never reruns an embedding job.
 
 
 rule ingest:

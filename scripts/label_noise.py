@@ -8,7 +8,7 @@ from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 p = snakemake.params
-table = label_noise_sensitivity(
+table, why = label_noise_sensitivity(
     dict(zip(p.models, snakemake.input.embeddings, strict=True)),
     dict(zip(p.models, snakemake.input.reduced, strict=True)),
     snakemake.input.manifest,
@@ -16,6 +16,7 @@ table = label_noise_sensitivity(
     p.noise["fractions"],
     folds=p.folds,
     seed=p.seed,
+    min_count=p.min_count,
 )
 write_frame(table, snakemake.output.table)
-label_noise_plot(table, snakemake.output.figure)
+label_noise_plot(table, snakemake.output.figure, why)

@@ -93,11 +93,12 @@ def test_group_descriptions_name_the_dominant_values():
 
 def test_eda_counts_match_the_manifest(demo):
     from cxratlas.analysis.eda import eda_table
+    from cxratlas.io import ManifestColumns
 
     _, df = demo
     m = df.copy()
     m["cardiomegaly"] = pd.array([1, 0, -1, None] * (len(m) // 4), "Int8")
-    table = eda_table(m)
+    table = eda_table(ManifestColumns(findings=("cardiomegaly",)).tag(m))
     get = lambda s: table[table["section"] == s].set_index("key")["count"]  # noqa: E731
     assert get("images")["total"] == len(m)
     assert get("view_position").to_dict() == m["view_position"].value_counts().to_dict()
@@ -123,15 +124,14 @@ def test_probes_with_too_few_positives_give_an_empty_table_and_a_figure(tmp_path
 
     from cxratlas.analysis.plots import probe_plot
     from cxratlas.analysis.probes import run_probes
-    from cxratlas.io import embedding_table, write_parquet
+    from cxratlas.io import ManifestColumns, embedding_table, write_manifest, write_parquet
 
     ids = [f"i{i}" for i in range(30)]
     write_parquet(
         embedding_table(ids, np.random.default_rng(0).normal(size=(30, 4))), tmp_path / "e.parquet"
     )
-    pd.DataFrame({"image_id": ids, "pneumonia": pd.array([1] * 3 + [0] * 27, "Int8")}).to_parquet(
-        tmp_path / "m.parquet"
-    )
+    manifest = pd.DataFrame({"image_id": ids, "pneumonia": pd.array([1] * 3 + [0] * 27, "Int8")})
+    write_manifest(ManifestColumns(findings=("pneumonia",)).tag(manifest), tmp_path / "m.parquet")
     table = run_probes({"m": str(tmp_path / "e.parquet")}, str(tmp_path / "m.parquet"))
     assert table.empty and "auroc" in table.columns
     probe_plot(table, str(tmp_path / "p.png"))

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from cxratlas.atlas import atlas_state, build_atlas, make_thumbnails, reduced_table
-from cxratlas.io import write_frame, write_parquet
+from cxratlas.io import ManifestColumns, write_frame, write_manifest, write_parquet
 from cxratlas.privacy import hash_id, hash_ids
 from cxratlas.reduce import ReduceResult
 
@@ -44,7 +44,8 @@ def test_atlas_contract(demo, tmp_path):
     manifest = df[["image_id", "patient_id", "view_position", "manufacturer", "sex"]].copy()
     manifest["age"] = df["age"].astype("Float32")
     manifest["cardiomegaly"] = pd.array([1, 0, -1, None] * 30, dtype="Int8")
-    write_frame(hash_ids(manifest, "s"), tmp_path / "manifest.parquet")  # as ingest leaves it
+    hashed = ManifestColumns(findings=("cardiomegaly",)).tag(hash_ids(manifest, "s"))
+    write_manifest(hashed, tmp_path / "manifest.parquet")  # as ingest leaves it
     for s in (0, 1):
         make_thumbnails(sample, s, 32, str(tmp_path / f"t{s}.parquet"))
     # model a misses image 3 (skipped); model b has every image, in another order

@@ -110,8 +110,12 @@ def test_empty_id_and_unknown_format(images):
         ingest_manifest(path, image_root=images)
     bad = images / "m.xlsx"
     bad.write_text("x")
-    with pytest.raises(ManifestError, match="unsupported manifest format"):
+    with pytest.raises(ManifestError, match="spreadsheet files are not read"):
         ingest_manifest(bad)
+    other = images / "m.json"
+    other.write_text("{}")
+    with pytest.raises(ManifestError, match="unsupported manifest format"):
+        ingest_manifest(other)
 
 
 def test_explicit_label_columns(images):

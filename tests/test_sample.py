@@ -34,17 +34,10 @@ def test_stratified_keeps_proportions_exactly():
     assert all(abs(got[k] - want[k]) < 1 for k in want.index)
 
 
-def test_more_than_available_takes_all_and_keeps_the_plan():
+def test_more_than_available_takes_all_in_the_shards_it_needs():
     m = _manifest(30)
-    s = draw_sample(
-        m,
-        100,
-        seed=0,
-        stratify_by=["view_position"],
-        shard_size=10,
-        n_shards_planned=n_shards(100, 10),
-    )
-    assert len(s) == 30 and s["shard"].max() == 2  # shards 3..9 planned, left empty
+    s = draw_sample(m, 100, seed=0, stratify_by=["view_position"], shard_size=10)
+    assert len(s) == 30 and sorted(s["shard"].unique()) == [0, 1, 2]  # no empty shard 3..9
 
 
 def test_unknown_stratum_column_named():

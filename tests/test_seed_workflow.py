@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from PIL import Image
 from test_workflow import ANALYSIS, _job_stats, snakemake
 
 from cxratlas.io import embedding_table, read_embeddings, write_parquet
@@ -50,9 +51,7 @@ def seed_run(repo, tmp_path_factory):
         entry.pop("revision", None)  # local folders
     _config(workdir, models)
     # The precomputed source covers 54 of the 60 sampled images, one of them with a NaN.
-    snakemake(
-        repo, workdir, "--cores", "2", "results/sample/sample.parquet"
-    )  # after a 1-value flag
+    snakemake(repo, workdir, "-n")  # the plan draws the sample before any job
     ids = pd.read_parquet(workdir / "results/sample/sample.parquet")["image_id"].tolist()
     covered = ids[:54]
     vectors = np.random.default_rng(0).normal(size=(54, 24)).astype(np.float32)
@@ -137,6 +136,9 @@ def test_the_example_dataset_config_plans_the_five_seed_models(repo, tmp_path):
     (tmp_path / "labels.csv").write_text("subject_id,study_id,Edema\n10000032,50414267,1.0\n")
     (tmp_path / "split.csv").write_text("dicom_id,study_id,subject_id,split\na,5,1,train\n")
     (tmp_path / "emb").mkdir()
+    image = tmp_path / "files/p10/p10000032/s50414267/a.jpg"  # the release's layout
+    image.parent.mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(image)
     local = {
         "dataset": {
             "manifest": str(tmp_path / "meta.csv"),
@@ -158,7 +160,9 @@ def test_the_example_dataset_config_plans_the_five_seed_models(repo, tmp_path):
     ).stdout
     stats = _job_stats(out)
     models = 5 + 1 + 2  # seed, precomputed, the default config's pixel baselines
-    assert stats["embed_shard"] == models * 10 and stats["decode_shard"] == 10
+    # sample.n is 50,000 but the stand-in holds one image: one shard each, never 10 empty ones
+    assert stats["embed_shard"] == models and stats["decode_shard"] == 1
     assert stats["reduce"] == models and stats["merge_embeddings"] == models
     for name in ("rad_dino", "medgemma", "chexagent", "medimageinsight", "biomedclip"):
-        assert f"results/embeddings/{name}/shard-9.parquet" in out
+        assert f"results/embeddings/{name}/shard-0.parquet" in out
+    assert "shard-1.parquet" not in out

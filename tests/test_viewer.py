@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -82,19 +83,33 @@ def static(tmp_path_factory):
     return make_f32_static(tmp_path_factory.mktemp("static") / "f32")
 
 
+def _serving(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
 def _serve(cmd: list[str], url: str):
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc
-        except OSError:
+    """A server started in its own session and stopped with everything it started when the
+    block ends, pass or fail: no test leaves a server behind."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not _serving(url):
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:]}") from None
+                raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:]}")
+            if time.time() > deadline:
+                raise TimeoutError(url)
             time.sleep(0.5)
-    proc.kill()
-    raise TimeoutError(url)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
 
 
 @contextlib.contextmanager
@@ -190,29 +205,26 @@ def test_served_atlas_in_a_real_browser(atlas, static, tmp_path):
     url = f"http://127.0.0.1:{port}/"
     cmd = [sys.executable, "-m", "cxratlas.cli", "view", str(atlas), "--port", str(port),
            "--static", str(static)]  # fmt: skip
-    server = _serve(cmd, url)
     shot = tmp_path / "atlas.png"
-    try:
-        with _page(url) as (page, external):
-            assert re.search(POINTS, _text(page)).groups() == (f"{n}",) * 2
-            canvases = "() => [...document.querySelectorAll('canvas')].filter(c => c.width > 400)"
-            assert page.evaluate(canvases + ".length") == 2  # a drawing view per model
-            assert "WebGPU is unavailable" not in _text(page)
-            for value in ("PA", "AP", "LATERAL", *frame["manufacturer"].unique()):
-                assert value in _text(page)  # the count plots list the planted categories
-            side = _panel_title(page, "view_position")["x"]
-            for chart in ("cluster_pixels_32", "findings", "agreement", "outlier_pixels_64_pca"):
-                assert abs(_panel_title(page, chart)["x"] - side) < 40, chart  # in the panel
-            page.screenshot(path=str(shot))
-            lateral = int((frame["view_position"] == "LATERAL").sum())
-            _count_plot_bar(page, "view_position", "LATERAL").click()
-            _wait_text(page, f"{lateral} / {n} points")  # the selection filters every view
-        assert external == []  # nothing beyond localhost
-        assert _coloured_pixels(shot) > 500, "the maps drew no points"
-        if os.environ.get("CXR_ATLAS_SCREENSHOT"):
-            shutil.copy(shot, os.environ["CXR_ATLAS_SCREENSHOT"])
-    finally:
-        server.kill()
+    with _serve(cmd, url), _page(url) as (page, external):
+        assert re.search(POINTS, _text(page)).groups() == (f"{n}",) * 2
+        canvases = "() => [...document.querySelectorAll('canvas')].filter(c => c.width > 400)"
+        assert page.evaluate(canvases + ".length") == 2  # a drawing view per model
+        assert "WebGPU is unavailable" not in _text(page)
+        for value in ("PA", "AP", "LATERAL", *frame["manufacturer"].unique()):
+            assert value in _text(page)  # the count plots list the planted categories
+        side = _panel_title(page, "view_position")["x"]
+        for chart in ("cluster_pixels_32", "findings", "agreement", "outlier_pixels_64_pca"):
+            assert abs(_panel_title(page, chart)["x"] - side) < 40, chart  # in the panel
+        page.screenshot(path=str(shot))
+        lateral = int((frame["view_position"] == "LATERAL").sum())
+        _count_plot_bar(page, "view_position", "LATERAL").click()
+        _wait_text(page, f"{lateral} / {n} points")  # the selection filters every view
+    assert external == []  # nothing beyond localhost
+    assert _coloured_pixels(shot) > 500, "the maps drew no points"
+    if os.environ.get("CXR_ATLAS_SCREENSHOT"):
+        shutil.copy(shot, os.environ["CXR_ATLAS_SCREENSHOT"])
+    assert not _serving(url)  # the server is gone with the test
 
 
 def test_static_export_opens_from_a_plain_file_server(atlas, static, tmp_path):
@@ -224,11 +236,30 @@ def test_static_export_opens_from_a_plain_file_server(atlas, static, tmp_path):
     assert (out / "index.html").exists()
     assert len(pd.read_parquet(out / "data/dataset.parquet")) == rows
     port = _free_port()
-    server = _serve([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                     "--directory", str(out)], f"http://127.0.0.1:{port}/")  # fmt: skip
-    try:
-        with _page(f"http://127.0.0.1:{port}/", wait_map=False) as (page, external):
-            assert re.search(POINTS, _text(page)).groups() == (f"{rows}",) * 2
-        assert external == []
-    finally:
-        server.kill()
+    url = f"http://127.0.0.1:{port}/"
+    server = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+              "--directory", str(out)]  # fmt: skip
+    with _serve(server, url), _page(url, wait_map=False) as (page, external):
+        assert re.search(POINTS, _text(page)).groups() == (f"{rows}",) * 2
+    assert external == []
+    assert not _serving(url)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_the_view_command_stops_the_server(atlas, sig):
+    """`cxr-atlas view` is the server (exec), so a signal to the pid the user started ends the
+    serving: no orphan goes on serving every row on 127.0.0.1."""
+    if not shutil.which("embedding-atlas", path=os.path.dirname(sys.executable)):
+        if os.environ.get("CXR_ATLAS_REQUIRE_BROWSER"):
+            pytest.fail("embedding-atlas is not installed (make setup installs it)")
+        pytest.skip("needs embedding-atlas")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    cmd = [sys.executable, "-m", "cxratlas.cli", "view", str(atlas), "--port", str(port)]
+    with _serve(cmd, url) as proc:
+        os.kill(proc.pid, sig)  # only the pid, as a user's Ctrl-C or `kill` would
+        proc.wait(timeout=30)
+        deadline = time.time() + 10
+        while _serving(url) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not _serving(url), "the server outlived the command"

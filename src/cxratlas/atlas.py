@@ -18,8 +18,7 @@ import pyarrow.parquet as pq
 
 from .analysis.compare import agreement, aligned_neighbours
 from .imaging import ImageLoadError, ImageSource, check_unreadable, thumbnail_png
-from .io import write_json, write_parquet
-from .manifest import KNOWN_FINDINGS, OPTIONAL
+from .io import read_manifest, write_json, write_parquet
 from .privacy import ID_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -120,7 +119,8 @@ def build_atlas(
     `metadata_columns` is the privacy allow-list; patient/study ids arrive hashed from ingest
     (`ids_hashed`) and are named `<column>_hash` so nobody mistakes them for raw ids."""
     sample = pd.read_parquet(sample_path, columns=["image_id"])
-    manifest = pd.read_parquet(manifest_path).set_index("image_id")
+    manifest, columns = read_manifest(manifest_path)
+    manifest = manifest.set_index("image_id")
     tables = {m: pq.read_table(p) for m, p in reduced.items()}
     present = set(sample["image_id"])
     for t in tables.values():
@@ -153,7 +153,7 @@ def build_atlas(
             cols[f"{col}_hash"] = pa.array(values.astype("string").tolist(), pa.string())
         else:
             cols[col] = pa.array(values.astype("string").fillna("unknown").tolist(), pa.string())
-    labels = [c for c in meta.columns if c in KNOWN_FINDINGS and c not in OPTIONAL]
+    labels = [c for c in columns.findings if c in meta.columns]
     findings = [[] for _ in ids]
     for label in labels:
         values = meta[label].astype("Int8")
@@ -192,15 +192,18 @@ def build_atlas(
             cols[f"agreement_{m}"] = pa.array(score, pa.float32())
         cols["agreement"] = pa.array(np.mean(list(per_model.values()), axis=0), pa.float32())
     write_parquet(pa.table(cols), out_path)
-    write_json(atlas_state(list(reduced), cols), state_path)
+    write_json(atlas_state(list(reduced), cols, columns.attributes), state_path)
     summary["command"] = f"cxr-atlas view {out_path}"  # Embedding Atlas, every model linked
     log.info("atlas: %d rows, %d columns -> %s", len(ids), len(cols), out_path)
     log.info("open it with: %s", summary["command"])
     return summary
 
 
-def atlas_state(models: list[str], cols: dict[str, Any]) -> dict[str, Any]:
-    """Embedding Atlas `--state`: one linked embedding view per model, then the key charts."""
+def atlas_state(
+    models: list[str], cols: dict[str, Any], attributes: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Embedding Atlas `--state`: one linked embedding view per model, then the key charts
+    (the user's attributes, e.g. site or race, get count plots next to view and vendor)."""
     charts: dict[str, Any] = {}
     for i, m in enumerate(models, start=1):
         charts[str(i)] = {
@@ -216,7 +219,8 @@ def atlas_state(models: list[str], cols: dict[str, Any]) -> dict[str, Any]:
             },
         }
     n = len(charts)
-    for field in ("dataset", "view_position", "manufacturer", *(f"cluster_{m}" for m in models)):
+    fields = ("dataset", "view_position", "manufacturer", *attributes)
+    for field in (*dict.fromkeys(fields), *(f"cluster_{m}" for m in models)):
         if field in cols:
             n += 1
             charts[str(n)] = {"type": "count-plot", "title": field, "data": {"field": field}}

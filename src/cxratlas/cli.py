@@ -82,8 +82,6 @@ def _check_privacy(args: argparse.Namespace) -> int:
 
 def _view(args: argparse.Namespace) -> int:
     """Open the atlas in Embedding Atlas (or export a static bundle)."""
-    import subprocess
-
     from .viewer import ViewerError, viewer_command
 
     try:
@@ -99,7 +97,11 @@ def _view(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(" ".join(cmd))
         return 0
-    return subprocess.call(cmd)
+    # Become the server (exec), not its parent: a signal to this process then stops the
+    # server itself, and no orphan keeps serving every row after we are gone.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(cmd[0], cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,11 +5,11 @@ and stacked into one manifest with a `dataset` column (so one model can be compa
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .io import ManifestColumns
 from .manifest import ManifestError, ingest_manifest
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,9 @@ def ingest_dataset(spec: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
         keep_columns=kept_columns(spec),
         dicom_tags=bool(spec.get("dicom_tags")),
     )
-    return manifest.assign(dataset=spec["name"]), dropped.assign(dataset=spec["name"])
+    columns = ManifestColumns.of(manifest)
+    tagged = columns.tag(manifest.assign(dataset=spec["name"]))
+    return tagged, dropped.assign(dataset=spec["name"])
 
 
 def ingest_datasets(
@@ -83,17 +85,9 @@ def ingest_datasets(
                 manifest[col] = manifest[col].astype(dtype)
     if privacy["hash_ids"]:
         manifest = hash_ids(manifest, privacy["salt"])
-    return manifest, pd.concat(dropped, ignore_index=True)
-
-
-def planned_rows(spec: dict[str, Any]) -> int:
-    """Rows a dataset's manifest holds, for the shard plan when sample.n is unset."""
-    from .plan import count_manifest_rows
-
-    path = spec.get("manifest")
-    if not path or not Path(path).exists():
-        raise FileNotFoundError(
-            f"dataset {spec['name']}: manifest {path!r} not found; with sample.n unset the "
-            "shard plan needs its row count"
-        )
-    return count_manifest_rows(path)
+    each = [ManifestColumns.of(part) for part in parts]
+    columns = ManifestColumns(
+        findings=tuple(dict.fromkeys(f for c in each for f in c.findings)),
+        attributes=tuple(dict.fromkeys(a for c in each for a in c.attributes)),
+    )
+    return columns.tag(manifest), pd.concat(dropped, ignore_index=True)

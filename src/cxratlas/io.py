@@ -1,4 +1,5 @@
-"""Parquet and file helpers shared by every stage: atomic writes, the embedding-shard contract."""
+"""Parquet and file helpers shared by every stage: atomic writes, the manifest contract (which
+columns are findings and which are user attributes), the embedding-shard contract."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 EMBEDDING_META_KEY = b"cxratlas"
+MANIFEST_META_KEY = b"cxratlas.manifest"
 
 
 @contextlib.contextmanager
@@ -50,6 +53,56 @@ def write_frame(df, path: str | os.PathLike) -> None:
 def write_json(obj: object, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@dataclass(frozen=True)
+class ManifestColumns:
+    """The one record of what the manifest's columns are, written into its Parquet footer at
+    ingest and asked by every later stage (atlas, EDA, probes, enrichment, label noise, report):
+    `findings` are label columns (Int8: 1 / 0 / -1 uncertain / null), whatever their names;
+    `attributes` are the user's categorical columns (keep_columns, a preset's extras)."""
+
+    findings: tuple[str, ...] = ()
+    attributes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, frame) -> ManifestColumns:
+        """The columns ingest recorded on `frame.attrs` (pandas keeps attrs through copies)."""
+        return cls(tuple(frame.attrs.get("findings", ())), tuple(frame.attrs.get("attributes", ())))
+
+    def tag(self, frame):
+        """`frame` with these columns recorded on its attrs; returns `frame`."""
+        frame.attrs["findings"] = list(self.findings)
+        frame.attrs["attributes"] = list(self.attributes)
+        return frame
+
+
+def write_manifest(frame, path: str | os.PathLike) -> None:
+    """Write an ingested manifest with its `ManifestColumns` in the Parquet metadata."""
+    cols = ManifestColumns.of(frame)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = {**(table.schema.metadata or {})}
+    meta[MANIFEST_META_KEY] = json.dumps(
+        {"findings": list(cols.findings), "attributes": list(cols.attributes)}
+    ).encode()
+    write_parquet(table.replace_schema_metadata(meta), path)
+
+
+def manifest_columns(path: str | os.PathLike) -> ManifestColumns:
+    """The findings and attributes of a manifest written by `write_manifest` (footer only)."""
+    meta = pq.read_schema(path).metadata or {}
+    if MANIFEST_META_KEY not in meta:
+        raise ValueError(f"{path}: not a CXR Atlas manifest (no {MANIFEST_META_KEY.decode()} key)")
+    raw = json.loads(meta[MANIFEST_META_KEY])
+    return ManifestColumns(tuple(raw["findings"]), tuple(raw["attributes"]))
+
+
+def read_manifest(path: str | os.PathLike):
+    """(frame, ManifestColumns) of an ingested manifest; the frame carries them on `attrs`."""
+    import pandas as pd
+
+    cols = manifest_columns(path)
+    return cols.tag(pd.read_parquet(path)), cols
 
 
 STORAGE_TYPES = {"float32": pa.float32(), "float16": pa.float16()}

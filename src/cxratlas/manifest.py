@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .io import ManifestColumns
+
 log = logging.getLogger(__name__)
 
 REQUIRED = ("image_id", "path")
@@ -80,18 +82,45 @@ def snake_case(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
 
 
+TABLE_FORMATS = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".parquet", ".pq")
+SPREADSHEETS = (".xlsx", ".xls", ".xlsm", ".ods", ".numbers")
+
+
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV/TSV or Parquet manifest with every column as it is written (strings for CSV)."""
+    """Read a CSV/TSV or Parquet manifest with every column as it is written (strings for CSV).
+
+    Every way a file can be unusable is named here, before any job: missing, a directory, a
+    spreadsheet, another format, 0 bytes, a header without rows."""
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"{path}: manifest not found")
+    if path.is_dir():
+        raise ManifestError(f"{path}: is a directory, not a manifest file")
     suffixes = "".join(path.suffixes).lower()
-    if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
-        return pd.read_parquet(path)
-    if any(suffixes.endswith(s) for s in (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt")):
+    if suffixes.endswith(SPREADSHEETS):
+        raise ManifestError(
+            f"{path}: spreadsheet files are not read (their cells change type as they are "
+            "edited); save the sheet as CSV (UTF-8) or Parquet and point `manifest` at that"
+        )
+    if not suffixes.endswith(TABLE_FORMATS):
+        raise ManifestError(
+            f"{path}: unsupported manifest format {path.suffix!r} (use .csv, .tsv or .parquet)"
+        )
+    if path.stat().st_size == 0:
+        raise ManifestError(f"{path}: the file is empty (0 bytes)")
+    if suffixes.endswith((".parquet", ".pq")):
+        table = pd.read_parquet(path)
+    else:
         sep = "\t" if ".tsv" in suffixes else ","
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    raise ManifestError(f"{path}: unsupported manifest format (use .csv, .tsv or .parquet)")
+        try:
+            table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            raise ManifestError(f"{path}: no header and no rows (only blank lines)") from None
+    if table.empty:
+        raise ManifestError(
+            f"{path}: has a header ({', '.join(map(str, table.columns[:8]))}) but no rows"
+        )
+    return table
 
 
 def apply_column_map(table: pd.DataFrame, columns: dict[str, str] | None, source: str):
@@ -178,6 +207,8 @@ def ingest_manifest(
             f"({int(dup.sum())} rows share ids; first rows {rows.tolist()})"
         )
 
+    if df.empty:
+        raise ManifestError(f"{source}: no rows")
     out = pd.DataFrame({"image_id": df["image_id"].astype(str)})
     root = Path(image_root) if image_root else None
     paths = df["path"].astype(str)
@@ -212,10 +243,48 @@ def ingest_manifest(
     for original, name in labels.items():
         out[name] = normalise_label(df[original], original, source)
 
-    exists = np.fromiter((os.path.isfile(p) for p in out["path"]), bool, len(out))
+    exists = _check_image_files(out, source, on_missing_image)
     dropped = out.loc[~exists, ["image_id", "path"]].assign(reason="image file not found")
+    columns = ManifestColumns(
+        findings=tuple(dict.fromkeys(labels.values())),
+        attributes=tuple(dict.fromkeys(snake_case(c) for c in keep_columns or [])),
+    )
+    kept = columns.tag(out.loc[exists].reset_index(drop=True))
+    return kept, dropped.reset_index(drop=True)
+
+
+def _stat_kinds(paths: list[str]) -> np.ndarray:
+    """Per path: 1 a file, 0 absent, -1 a directory; threaded, since on a cluster file system
+    each stat is a round trip."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def kind(p: str) -> int:
+        return 1 if os.path.isfile(p) else (-1 if os.path.isdir(p) else 0)
+
+    if len(paths) < 2000:
+        return np.fromiter((kind(p) for p in paths), np.int8, len(paths))
+    with ThreadPoolExecutor(16) as pool:
+        return np.fromiter(pool.map(kind, paths, chunksize=512), np.int8, len(paths))
+
+
+def _check_image_files(out: pd.DataFrame, source: str, on_missing_image: str) -> np.ndarray:
+    """A mask of rows whose image file exists. A directory as a path, or no image found at
+    all, is a manifest mistake and stops the run; a few missing files are dropped (or fail)."""
+    kinds = _stat_kinds(out["path"].tolist())
+    if (kinds == -1).any():
+        first = int(np.flatnonzero(kinds == -1)[0])
+        raise ManifestError(
+            f"{source}: row {first + 2}, column 'path': {out.at[first, 'path']!r} is a "
+            f"directory, not an image file ({int((kinds == -1).sum())} such row(s))"
+        )
+    exists = kinds == 1
+    if not exists.any():
+        raise ManifestError(
+            f"{source}: none of the {len(out)} image files exists, e.g. row 2: "
+            f"{out.at[0, 'path']!r}; check dataset.image_root and the path column"
+        )
     if not exists.all():
-        first = out.loc[~exists].index[0]
+        first = int(np.flatnonzero(~exists)[0])
         msg = (
             f"{source}: {int((~exists).sum())} image file(s) not found, first at row "
             f"{first + 2} (column 'path'): {out.at[first, 'path']}"
@@ -223,7 +292,7 @@ def ingest_manifest(
         if on_missing_image == "fail":
             raise ManifestError(msg + " (set dataset.on_missing_image: drop to skip them)")
         log.warning("%s; dropped and recorded", msg)
-    return out.loc[exists].reset_index(drop=True), dropped.reset_index(drop=True)
+    return exists
 
 
 def _label_columns(df: pd.DataFrame, requested: list[str] | None, source: str) -> dict[str, str]:

@@ -1,40 +1,199 @@
-"""What Snakemake must know before anything runs: how many images the shared sample will hold."""
+"""The plan, made while Snakemake reads the workflow, before any job: every dataset read and
+validated, the shared sample drawn, the shard count fixed.
+
+Why before any job: a mistake in a manifest or the dataset section must stop the run while every
+file under results/ is still as it was (an ingest *job* that fails has already had its good output
+deleted), and what embedding depends on (image id, path, shard) must live in a file that changes
+only when those change. `results/sample/sample.parquet` is rewritten only when its content
+differs, so fixing a label value or a column map, adding keep_columns, a label column or a table
+reruns ingest, the atlas and the analyses, and no embedding job.
+
+The plan is cached in `results/sample/plan.json` under a key of the config sections it reads, the
+stat of every dataset file and this package's ingest code; inside a cluster job it is only read.
+"""
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 
-def count_manifest_rows(path: str) -> int:
-    """Rows of a CSV/TSV or Parquet manifest, without loading it (Parquet: footer only)."""
-    p = Path(path)
-    if "".join(p.suffixes).lower().endswith((".parquet", ".pq")):
-        import pyarrow.parquet as pq
+log = logging.getLogger(__name__)
 
-        return pq.ParquetFile(p).metadata.num_rows
-    import pyarrow.csv as pacsv
-
-    opts = pacsv.ParseOptions(
-        delimiter="\t" if ".tsv" in p.name.lower() else ",", newlines_in_values=True
-    )
-    reader = pacsv.open_csv(
-        p, parse_options=opts, convert_options=pacsv.ConvertOptions(include_columns=[])
-    )
-    return sum(batch.num_rows for batch in reader)
+SAMPLE_PATH = "results/sample/sample.parquet"
+PLAN_PATH = "results/sample/plan.json"
+# the modules whose behaviour decides the plan: a change to any of them remakes it
+PLAN_CODE = ("plan.py", "manifest.py", "presets.py", "datasets.py", "sample.py", "privacy.py")
 
 
-def planned_images(config: dict[str, Any], demo_dir: str = "resources/demo") -> int:
-    """Upper bound on the sample size, known at DAG-build time; it fixes the shard count."""
-    from .datasets import dataset_specs, planned_rows
+class PlanError(ValueError):
+    """A dataset, sample or analysis setting that cannot work, found before any job."""
 
-    n = config["sample"].get("n")
-    if n is not None:
-        return int(n)
-    total = 0
-    for spec in dataset_specs(config, demo_dir):
+
+@dataclass(frozen=True)
+class Plan:
+    """What every rule needs to know before it runs."""
+
+    key: str
+    n_images: int
+    n_shards: int
+    findings: tuple[str, ...]
+    attributes: tuple[str, ...]
+    sample_sha: str
+    notes: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike = PLAN_PATH) -> Plan:
+        raw = json.loads(Path(path).read_text())
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+    def save(self, path: str | os.PathLike = PLAN_PATH) -> None:
+        from .io import write_json
+
+        write_json(asdict(self), path)
+
+
+def ensure_demo(spec: dict[str, Any]) -> None:
+    """Generate the phantom demo where the plan reads it, once per set of demo settings."""
+    from .demo.phantom import generate_demo
+
+    root = Path(spec["image_root"])
+    settings = {k: spec["demo"][k] for k in ("n_images", "seed", "image_size", "outlier_fraction")}
+    stamp = root / "demo.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == settings:
+        return
+    log.warning("generating %d phantom radiographs under %s", settings["n_images"], root)
+    generate_demo(root, **settings)
+    stamp.write_text(json.dumps(settings, sort_keys=True))
+
+
+def _plan_key(config: dict[str, Any], specs: list[dict[str, Any]]) -> str:
+    """A hash of everything the plan reads: settings, each dataset file's stat, the code."""
+    from .presets import preset_inputs
+
+    files = []
+    for spec in specs:
+        for f in preset_inputs(spec):
+            st = os.stat(f) if os.path.exists(f) else None
+            files.append([f, st and st.st_size, st and st.st_mtime_ns])
+    here = Path(__file__).parent
+    code = hashlib.sha256(b"".join((here / m).read_bytes() for m in PLAN_CODE)).hexdigest()
+    parts = {
+        "datasets": specs,
+        "privacy": config["privacy"],
+        "sample": config["sample"],
+        "shard_size": config["extract"]["shard_size"],
+        "files": files,
+        "code": code,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def frame_sha(frame: pd.DataFrame) -> str:
+    """A content hash of a table: its column names, types and every value in order."""
+    h = hashlib.sha256(json.dumps([[c, str(t)] for c, t in frame.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _same_table(frame: pd.DataFrame, path: str) -> bool:
+    """Whether the Parquet file at `path` holds exactly `frame` (names, types, values)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not Path(path).exists():
+        return False
+    return pq.read_table(path).equals(pa.Table.from_pandas(frame, preserve_index=False))
+
+
+def check_analysis_settings(config: dict[str, Any], findings: tuple[str, ...]) -> None:
+    """Finding names in the analysis section must be findings of the manifest."""
+    named = {
+        "analysis.probes.findings": config["analysis"]["probes"].get("findings") or [],
+        "analysis.label_noise.finding": [
+            f for f in [config["analysis"]["label_noise"].get("finding")] if f not in (None, "auto")
+        ],
+    }
+    for key, names in named.items():
+        absent = [f for f in names if f not in findings]
+        if absent:
+            raise PlanError(
+                f"{key}: {absent} not among the manifest's findings {list(findings)}; name "
+                "label columns in dataset.label_columns (any name works)"
+            )
+
+
+def _draw(config: dict[str, Any], manifest: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    from .sample import draw_sample, n_shards
+
+    s, shard_size = config["sample"], config["extract"]["shard_size"]
+    notes = []
+    absent = [c for c in s["stratify_by"] or [] if c not in manifest.columns]
+    if absent:
+        raise PlanError(
+            f"sample.stratify_by: column(s) {absent} are not in the manifest (columns: "
+            f"{list(manifest.columns)}); values filled from DICOM headers arrive only at ingest"
+        )
+    if s["n"] is not None and s["n"] > len(manifest):
+        notes.append(
+            f"sample.n is {s['n']} but the datasets hold {len(manifest)} usable images: the "
+            f"sample takes all {len(manifest)}, in {n_shards(len(manifest), shard_size)} "
+            "shard(s) per model"
+        )
+    sample = draw_sample(manifest, s["n"], s["seed"], s["stratify_by"], shard_size)
+    return sample, notes
+
+
+def make_plan(
+    config: dict[str, Any],
+    demo_dir: str = "resources/demo",
+    say: Callable[[str], None] = log.warning,
+) -> Plan:
+    """Validate the datasets and (re)write the shared sample if its content changed."""
+    from .datasets import dataset_specs, ingest_datasets
+    from .io import ManifestColumns, write_frame
+    from .sample import n_shards
+
+    specs = dataset_specs(config, demo_dir)
+    for spec in specs:
         if spec["preset"] == "demo":
-            total += int(spec["demo"]["n_images"])
-        else:
-            total += planned_rows(spec)
-    return total
+            ensure_demo(spec)
+    key = _plan_key(config, specs)
+    if Path(PLAN_PATH).exists() and Path(SAMPLE_PATH).exists():
+        cached = Plan.load()
+        if cached.key == key:
+            check_analysis_settings(config, cached.findings)
+            for note in cached.notes:
+                say(note)
+            return cached
+    # DICOM headers are read by the ingest job, not here: the plan must stay quick
+    quick = [{**copy.deepcopy(spec), "dicom_tags": False} for spec in specs]
+    manifest, _ = ingest_datasets(quick, config["privacy"])
+    columns = ManifestColumns.of(manifest)
+    check_analysis_settings(config, columns.findings)
+    sample, notes = _draw(config, manifest)
+    sha = frame_sha(sample)
+    if not _same_table(sample, SAMPLE_PATH):  # unchanged: keep the file and its time stamp
+        write_frame(sample, SAMPLE_PATH)
+        say(f"shared sample of {len(sample)} images written to {SAMPLE_PATH}")
+    plan = Plan(
+        key=key,
+        n_images=len(sample),
+        n_shards=n_shards(len(sample), config["extract"]["shard_size"]),
+        findings=columns.findings,
+        attributes=columns.attributes,
+        sample_sha=sha,
+        notes=tuple(notes),
+    )
+    plan.save()
+    for note in notes:
+        say(note)
+    return plan

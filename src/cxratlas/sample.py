@@ -38,18 +38,11 @@ def draw_sample(
     seed: int,
     stratify_by: list[str] | None,
     shard_size: int,
-    n_shards_planned: int | None = None,
 ) -> pd.DataFrame:
-    """Draw the shared sample and assign shards.
-
-    `n_shards_planned` is the count Snakemake planned from the config before the manifest existed;
-    shards past the data stay empty rather than changing the plan.
-    """
+    """Draw the shared sample and assign shards (`n` above the usable rows takes them all)."""
     rng = np.random.default_rng(seed)
     total = len(manifest)
     want = total if n is None else min(n, total)
-    if n is not None and n > total:
-        log.warning("sample.n=%d but only %d usable images; taking all of them", n, total)
     strata = list(stratify_by or [])
     absent = [c for c in strata if c not in manifest.columns]
     if absent:
@@ -74,7 +67,4 @@ def draw_sample(
     keep = ["image_id", "path"] + [c for c in extra if c in manifest.columns]
     sample = manifest.iloc[chosen][keep].reset_index(drop=True)
     sample["shard"] = (np.arange(len(sample)) // shard_size).astype(np.int32)
-    planned = n_shards_planned or n_shards(len(sample), shard_size)
-    if len(sample) and sample["shard"].max() >= planned:
-        raise ValueError(f"sample of {len(sample)} needs more than the {planned} planned shards")
     return sample

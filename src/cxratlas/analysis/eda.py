@@ -20,10 +20,15 @@ def _counts(section: str, values: pd.Series) -> pd.DataFrame:
     return pd.DataFrame({"section": section, "key": vc.index.astype(str), "count": vc.to_numpy()})
 
 
-def eda_table(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Long table of counts; `manifest` is the ingested one (unique image ids)."""
-    from ..manifest import KNOWN_FINDINGS
+TOP_LEVELS = 30  # an attribute with more values shows its most common ones and "other"
 
+
+def eda_table(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Long table of counts; `manifest` is the ingested one (unique image ids), its findings and
+    attributes recorded on `attrs` (io.read_manifest)."""
+    from ..io import ManifestColumns
+
+    columns = ManifestColumns.of(manifest)
     m = manifest.drop_duplicates("image_id") if "image_id" in manifest else manifest
     parts = [pd.DataFrame({"section": ["images"], "key": ["total"], "count": [len(m)]})]
     for col in ("view_position", "manufacturer", "sex", "study_year"):
@@ -41,7 +46,12 @@ def eda_table(manifest: pd.DataFrame) -> pd.DataFrame:
             hist = per.clip(upper=10).value_counts().sort_index()
             keys = [f"{k}" if k < 10 else "10+" for k in hist.index]
             parts.append(pd.DataFrame({"section": section, "key": keys, "count": hist.to_numpy()}))
-    for col in sorted(c for c in m.columns if c in KNOWN_FINDINGS):
+    for col in columns.attributes:
+        if col in m:
+            values = m[col].astype("string")
+            top = values.value_counts().index[:TOP_LEVELS]
+            parts.append(_counts(col, values.where(values.isin(top) | values.isna(), "other")))
+    for col in sorted(c for c in columns.findings if c in m.columns):
         codes = m[col].astype("Int8").map(LABEL_NAMES).astype("string")
         parts.append(_counts(f"label:{col}", codes))
     table = pd.concat(parts, ignore_index=True)

@@ -1,9 +1,10 @@
 """What each cluster (and the top outlier region) of a model is made of.
 
-Per group: size; per finding, prevalence inside vs outside, odds ratio (Haldane-Anscombe +0.5)
-and Fisher's exact p-value, Benjamini-Hochberg-adjusted over every test of the model; the
-dominant view, manufacturer, sex and age band with their shares. Contact sheets show k seeded
-sample thumbnails per group, so subgroup work starts from images, not numbers.
+Per group: size; per finding and per common value of each user attribute (site, source, race:
+`keep_columns`), prevalence inside vs outside, odds ratio (Haldane-Anscombe +0.5) and Fisher's
+exact p-value, Benjamini-Hochberg-adjusted over every test of the model; the dominant dataset,
+view, manufacturer, sex, age band and attribute values with their shares. Contact sheets show k
+seeded sample thumbnails per group, so subgroup work starts from images, not numbers.
 """
 
 from __future__ import annotations
@@ -42,13 +43,38 @@ def _bh(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def enrichment(membership: dict[str, np.ndarray], labels: pd.DataFrame) -> pd.DataFrame:
-    """Long table: one row per (group, finding). `membership[group]` is a boolean mask over
-    `labels` rows; labels hold 1/0/-1/NA (only 1 and 0 count)."""
+MAX_LEVELS = 20  # values of one attribute tested, most common first
+MIN_LEVEL = 5  # a value held by fewer images is not tested
+
+
+def attribute_indicators(meta: pd.DataFrame, attributes: tuple[str, ...]) -> pd.DataFrame:
+    """One 1/0 column `<attribute>=<value>` per common value of each categorical attribute, so
+    a site, source or race is tested for enrichment like a finding (missing values stay NA)."""
+    out = {}
+    for col in attributes:
+        if col not in meta:
+            continue
+        values = meta[col].astype("string")
+        counts = values.value_counts()
+        for level in counts.index[counts >= MIN_LEVEL][:MAX_LEVELS]:
+            out[f"{col}={level}"] = (values == level).astype("Int8")
+    return pd.DataFrame(out, index=meta.index)
+
+
+def enrichment(
+    membership: dict[str, np.ndarray], labels: pd.DataFrame, attributes: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Long table: one row per (group, finding or attribute value). `membership[group]` is a
+    boolean mask over `labels` rows; labels hold 1/0/-1/NA (only 1 and 0 count); `attributes`
+    are 1/0 indicators (`attribute_indicators`), reported with kind "attribute"."""
     from scipy.stats import fisher_exact
 
+    kinds = dict.fromkeys(labels.columns, "finding")
+    if attributes is not None and len(attributes.columns):
+        kinds.update(dict.fromkeys(attributes.columns, "attribute"))
+        labels = pd.concat([labels, attributes.set_axis(labels.index)], axis=1)
     rows = []
-    for finding in labels.columns:
+    for finding in kinds:
         y = labels[finding].astype("Int8")
         known = y.isin([0, 1]).to_numpy()
         pos = (y == 1).fillna(False).to_numpy()
@@ -61,6 +87,7 @@ def enrichment(membership: dict[str, np.ndarray], labels: pd.DataFrame) -> pd.Da
             rows.append(
                 {
                     "group": group,
+                    "kind": kinds[finding],
                     "finding": finding,
                     "size": int(mask.sum()),
                     "positives_in": a,
@@ -76,9 +103,11 @@ def enrichment(membership: dict[str, np.ndarray], labels: pd.DataFrame) -> pd.Da
     return table
 
 
-def describe_groups(membership: dict[str, np.ndarray], meta: pd.DataFrame) -> pd.DataFrame:
-    """Per group: size and the dominant value (with its share) of view, manufacturer, sex and
-    age band."""
+def describe_groups(
+    membership: dict[str, np.ndarray], meta: pd.DataFrame, attributes: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Per group: size and the dominant value (with its share) of dataset, view, manufacturer,
+    sex, age band and each of the user's attributes (a site, source, race column...)."""
     meta = meta.copy()
     if "age" in meta:
         meta["age_band"] = pd.cut(
@@ -87,7 +116,7 @@ def describe_groups(membership: dict[str, np.ndarray], meta: pd.DataFrame) -> pd
     rows = []
     for group, mask in membership.items():
         row: dict = {"group": group, "size": int(mask.sum())}
-        for col in DESCRIBE:
+        for col in dict.fromkeys((*DESCRIBE, *attributes)):
             if col not in meta:
                 continue
             counts = meta.loc[mask, col].astype("string").fillna("unknown").value_counts()
@@ -133,14 +162,16 @@ def cluster_report(
     model: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame, bytes]:
     """(enrichment table, group descriptions, contact sheet PNG) for one model."""
-    from ..manifest import KNOWN_FINDINGS
+    from ..io import read_manifest
 
     reduced = pd.read_parquet(reduced_path, columns=["image_id", "cluster", "outlier"])
-    manifest = pd.read_parquet(manifest_path).set_index("image_id").reindex(reduced["image_id"])
+    manifest, columns = read_manifest(manifest_path)
+    manifest = manifest.set_index("image_id").reindex(reduced["image_id"]).reset_index(drop=True)
     groups = model_groups(reduced, outlier_quantile)
-    findings = [c for c in manifest.columns if c in KNOWN_FINDINGS]
-    table = enrichment(groups, manifest[findings].reset_index(drop=True))
-    described = describe_groups(groups, manifest.reset_index(drop=True))
+    findings = [c for c in columns.findings if c in manifest.columns]
+    indicators = attribute_indicators(manifest, columns.attributes)
+    table = enrichment(groups, manifest[findings], indicators)
+    described = describe_groups(groups, manifest, columns.attributes)
     thumbs = pd.concat([pd.read_parquet(p) for p in thumbnail_paths]).set_index("image_id")
     thumbs = thumbs["thumbnail"].reindex(reduced["image_id"]).to_numpy()
     rng = np.random.default_rng(seed)

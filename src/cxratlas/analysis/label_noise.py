@@ -8,11 +8,15 @@ of the clusters with the label (NMI). The curves show how fast each conclusion d
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from .enrichment import enrichment, model_groups
 from .probes import finding_labels, patient_groups, probe_auroc
+
+log = logging.getLogger(__name__)
 
 
 def flip(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -23,6 +27,31 @@ def flip(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return out
 
 
+AUTO = "auto"
+COLUMNS = ["model", "finding", "fraction", "n", "probe_auroc", "max_odds_ratio", "cluster_nmi"]
+
+
+def choose_finding(
+    manifest: pd.DataFrame, findings: tuple[str, ...], ids: pd.Index, min_count: int
+) -> tuple[str | None, str]:
+    """(finding, why): the most balanced finding over `ids` (the largest minority class among
+    known 0/1 labels), or None with the reason no finding qualifies."""
+    best, best_minority = None, -1
+    for f in findings:
+        y = finding_labels(manifest, f).reindex(ids).dropna()
+        minority = int(min(y.sum(), len(y) - y.sum()))
+        if minority > best_minority:
+            best, best_minority = f, minority
+    if best is None:
+        return None, "the manifest has no finding column"
+    if best_minority < min_count:
+        return None, (
+            f"no finding has {min_count} positive and {min_count} negative images among the "
+            f"{len(ids)} embedded (the most balanced, {best}, has {best_minority})"
+        )
+    return best, f"{best}: the most balanced finding ({best_minority} in its smaller class)"
+
+
 def label_noise_sensitivity(
     embeddings: dict[str, str],
     reduced: dict[str, str],
@@ -31,18 +60,36 @@ def label_noise_sensitivity(
     fractions: list[float],
     folds: int = 5,
     seed: int = 0,
-) -> pd.DataFrame:
+    min_count: int = 10,
+) -> tuple[pd.DataFrame, str]:
+    """(table, why): `finding` may be "auto" (the most balanced one); when none qualifies the
+    table is empty and `why` says so, for the figure and the report."""
     from sklearn.metrics import normalized_mutual_info_score
 
-    from ..io import read_embeddings
+    from ..io import read_embeddings, read_manifest
 
-    manifest = pd.read_parquet(manifest_path).set_index("image_id")
-    if finding not in manifest:
-        raise KeyError(f"analysis.label_noise.finding {finding!r} is not a manifest column")
+    manifest, columns = read_manifest(manifest_path)
+    manifest = manifest.set_index("image_id")
+    loaded = {m: read_embeddings(p) for m, p in embeddings.items()}
+    common = manifest.index
+    for ids, _, _ in loaded.values():
+        common = common.intersection(ids, sort=False)
+    if finding == AUTO:
+        finding, why = choose_finding(manifest, columns.findings, common, min_count)
+        if finding is None:
+            log.warning("label noise skipped: %s", why)
+            return pd.DataFrame(columns=COLUMNS), why
+    elif finding not in columns.findings:
+        raise KeyError(
+            f"analysis.label_noise.finding {finding!r} is not a finding of the manifest; "
+            f"its findings are {list(columns.findings)}"
+        )
+    else:
+        why = f"{finding}: named in analysis.label_noise.finding"
+    log.info("label noise on %s", why)
     clean = finding_labels(manifest, finding)
     rows = []
-    for m in embeddings:
-        ids, X, _ = read_embeddings(embeddings[m])
+    for m, (ids, X, _) in loaded.items():
         red = pd.read_parquet(reduced[m], columns=["image_id", "cluster", "outlier"])
         keep = pd.Index(ids).intersection(clean.index, sort=False)
         X = X[pd.Index(ids).get_indexer(keep)]
@@ -66,10 +113,10 @@ def label_noise_sensitivity(
                     "cluster_nmi": float(normalized_mutual_info_score(y, red["cluster"])),
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=COLUMNS), why
 
 
-def label_noise_plot(table: pd.DataFrame, out_path: str) -> None:
+def label_noise_plot(table: pd.DataFrame, out_path: str, why: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,6 +125,11 @@ def label_noise_plot(table: pd.DataFrame, out_path: str) -> None:
     panels = [("probe_auroc", "probe AUROC"), ("max_odds_ratio", "max cluster odds ratio"),
               ("cluster_nmi", "NMI(clusters, label)")]  # fmt: skip
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    if table.empty:  # the figure says why, so the report does too
+        for ax in axes:
+            ax.axis("off")
+        axes[1].text(0.5, 0.5, f"Label-noise step skipped:\n{why}", ha="center", va="center",
+                     wrap=True)  # fmt: skip
     for ax, (col, title) in zip(axes, panels, strict=True):
         for m, sub in table.groupby("model", sort=False):
             ax.plot(sub["fraction"], sub[col], marker="o", label=m)
@@ -86,8 +138,7 @@ def label_noise_plot(table: pd.DataFrame, out_path: str) -> None:
     axes[0].axhline(0.5, color="grey", lw=0.8, ls="--")
     axes[1].set_yscale("log")
     axes[0].legend(fontsize=8)
-    finding = table["finding"].iloc[0] if len(table) else ""
-    fig.suptitle(f"Label-noise sensitivity: {finding}")
+    fig.suptitle(f"Label-noise sensitivity: {why}")
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
     plt.close(fig)

@@ -101,12 +101,12 @@ def run_probes(
 ) -> pd.DataFrame:
     """One row per (finding, model). `shuffle_labels` permutes labels across patients: the
     chance-level control."""
-    from ..io import read_embeddings
-    from ..manifest import KNOWN_FINDINGS
+    from ..io import read_embeddings, read_manifest
 
-    manifest = pd.read_parquet(manifest_path).set_index("image_id")
+    manifest, columns = read_manifest(manifest_path)
+    manifest = manifest.set_index("image_id")
     if findings is None:
-        findings = sorted(c for c in manifest.columns if c in KNOWN_FINDINGS)
+        findings = list(columns.findings)
     missing = [f for f in findings if f not in manifest.columns]
     if missing:
         raise KeyError(f"analysis.probes.findings {missing} are not manifest columns")

@@ -17,7 +17,7 @@ from PIL import Image
 
 from .base import ModelConfigError, TorchEmbedder
 from .preprocess import ImageTransform
-from .weights import check_revision, local_weights
+from .weights import local_weights
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +96,13 @@ class HFAutoModelEmbedder(_HFEmbedder):
             raise ModelConfigError(
                 f"model {name!r}: 'weights' (hub id or local folder) is required"
             )
-        revision = check_revision(name, entry)
         trust = bool(entry.get("trust_remote_code", False))
         self.pooling = _pooling(name, entry, "pooler")
-        self._processor(weights, revision, trust)
-        self.model = AutoModel.from_pretrained(
-            weights, dtype=self.dtype, revision=revision, trust_remote_code=trust
-        )
+        # a local snapshot at the pinned revision (or a clear error in seconds when offline),
+        # so transformers itself never goes to the network
+        path = local_weights(name, entry)
+        self._processor(path, None, trust)
+        self.model = AutoModel.from_pretrained(path, dtype=self.dtype, trust_remote_code=trust)
         self.finish_setup()
         log.info(
             "loaded %s (%s) on %s as %s, pooling=%s",

@@ -6,6 +6,7 @@ on a seeded subset of the shared sample (its own Snakemake job) so every shard u
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -15,6 +16,8 @@ from PIL import Image
 from sklearn.decomposition import PCA
 
 from .base import Embedder, ModelConfigError
+
+log = logging.getLogger(__name__)
 
 
 def pixel_vector(img: Image.Image, size: int) -> np.ndarray:
@@ -58,13 +61,20 @@ class PixelEmbedder(Embedder):
         from ..io import atomic_path
 
         size = int(entry.get("image_size", 32))
-        X = np.stack([pixel_vector(img, size) for img in images])
-        n_comp = int(entry["pca"])
-        if n_comp > min(X.shape):
+        vectors = [pixel_vector(img, size) for img in images]
+        if len(vectors) < 2:
             raise ModelConfigError(
-                f"model {name!r}: pca={n_comp} exceeds the {min(X.shape)} "
-                "components that the fit images allow"
+                f"model {name!r}: {len(vectors)} readable image(s) to fit the PCA on; it needs 2"
             )
+        X = np.stack(vectors)
+        requested = int(entry["pca"])
+        # a small sample cannot give more components than images: fit what it allows, say so
+        n_comp = min(requested, min(X.shape))
+        if n_comp < requested:
+            log.warning(
+                "model %s: pca=%d but the sample gives %d fit images; using %d components",
+                name, requested, len(X), n_comp,
+            )  # fmt: skip
         pca = PCA(n_components=n_comp, random_state=seed).fit(X)
         with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
             np.savez(
@@ -72,6 +82,8 @@ class PixelEmbedder(Embedder):
                 mean=pca.mean_.astype(np.float32),
                 components=pca.components_.astype(np.float32),
                 explained_variance_ratio=pca.explained_variance_ratio_,
+                requested=np.int64(requested),
+                fit_images=np.int64(len(X)),
             )
 
     def preprocess(self, img: Image.Image) -> np.ndarray:
@@ -85,4 +97,6 @@ class PixelEmbedder(Embedder):
 
     @property
     def dim(self) -> int:
-        return int(self.pca_dim) if self.pca_dim else self.size * self.size
+        if self.components is not None:  # what the fit used, which a small sample may cap
+            return int(self.components.shape[0])
+        return self.size * self.size

@@ -38,13 +38,50 @@ def check_revision(name: str, entry: dict[str, Any]) -> str | None:
     return revision
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host answers a TCP connect within `timeout` seconds. Without this
+    check, an offline node spends minutes in the client's retries before it says anything."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline() -> bool:
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def _how_to_get(name: str, repo: str, revision: str | None, why: str) -> ModelConfigError:
+    rev = f" --revision {revision}" if revision else ""
+    return ModelConfigError(
+        f"model {name!r}: the weights of Hub repo {repo!r} at revision {revision or 'main'!r} "
+        f"are not in the local Hugging Face cache, and {why}. Get them on a machine with "
+        f"internet: `hf download {repo}{rev}` (export HF_TOKEN first for a gated repo; the "
+        "cache is ~/.cache/huggingface, or HF_HOME), copy that cache to the nodes, or download "
+        f"to a folder (`hf download {repo}{rev} --local-dir /models/{name}`) and set the "
+        f"entry's `weights:` to it"
+    )
+
+
 def local_weights(name: str, entry: dict[str, Any], patterns: list[str] | None = None) -> Path:
-    """A local folder holding the entry's weights (downloaded or read from the HF cache)."""
+    """A local folder holding the entry's weights: the folder it names, the local Hugging Face
+    cache, or a download; within seconds, naming entry, repo, revision and the fix, when none
+    of them can be had (HF_HUB_OFFLINE, or the Hub unreachable)."""
     weights = entry.get("weights")
     if not weights:
         raise ModelConfigError(
             f"model {name!r}: 'weights' (hub repo id or local folder) is required"
         )
+    revision = check_revision(name, entry)  # remote code only from a pinned commit, local too
     path = Path(str(weights).removeprefix("local-dir:")).expanduser()
     if path.is_dir():
         return path
@@ -53,15 +90,23 @@ def local_weights(name: str, entry: dict[str, Any], patterns: list[str] | None =
     from huggingface_hub import snapshot_download
 
     repo = str(weights).removeprefix("hf-hub:")
+    try:  # the cache first: no network at all when the weights are already here
+        return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns,
+                                      local_files_only=True))  # fmt: skip
+    except Exception:  # not cached (or only partly): try the Hub
+        pass
+    if _offline():
+        raise _how_to_get(name, repo, revision, "HF_HUB_OFFLINE is set")
+    if not hub_reachable():
+        endpoint = os.environ.get("HF_ENDPOINT") or "huggingface.co"
+        raise _how_to_get(name, repo, revision, f"{endpoint} cannot be reached from this node")
     try:
-        return Path(
-            snapshot_download(repo, revision=check_revision(name, entry), allow_patterns=patterns)
-        )
-    except Exception as exc:  # offline without a cache, gated without a token, unknown repo
+        return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns))
+    except Exception as exc:  # gated without a token, an unknown repo or revision
         raise ModelConfigError(
-            f"model {name!r}: cannot get {repo!r} at revision {entry.get('revision')!r} "
-            f"({type(exc).__name__}: {exc}). On a node without internet, download it first "
-            "(see README, 'Model weights') or point 'weights' at a local folder"
+            f"model {name!r}: cannot download {repo!r} at revision {revision or 'main'!r} "
+            f"({type(exc).__name__}: {exc}). A gated repo needs its licence accepted on the "
+            "Hub and HF_TOKEN exported; otherwise check the repo id and the revision"
         ) from exc
 
 

@@ -1,0 +1,82 @@
+"""Missing weights, for every seed entry and loader kind: one clear error within seconds, naming
+the entry, the Hub repo and revision and how to get them, and never the client's retries."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = yaml.safe_load((REPO / "config/models/seed.yaml").read_text())["models"]
+
+PROBE = """
+import json, sys, time
+from cxratlas.models import load_embedder, ModelConfigError
+name, entry = sys.argv[1], json.loads(sys.argv[2])
+t = time.monotonic()
+try:
+    load_embedder(name, entry, device="cpu")
+    print(json.dumps({"loaded": True}))
+except ModelConfigError as exc:
+    print(json.dumps({"error": str(exc), "seconds": time.monotonic() - t}))
+"""
+
+
+def _try_load(name: str, tmp_path: Path, **env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    clean.update(HF_HOME=str(tmp_path / "empty-cache"), **env)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, name, json.dumps(SEED[name])],
+        capture_output=True, text=True, timeout=120, env=clean, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _assert_clear(result: dict, name: str, why: str) -> None:
+    entry = SEED[name]
+    assert "error" in result, result
+    message = result["error"]
+    assert f"model {name!r}" in message
+    assert entry["weights"] in message and str(entry["revision"] or "main") in message
+    assert "hf download" in message and why in message
+    assert result["seconds"] < 15, result  # no retries: the client's take a minute and more
+
+
+@pytest.mark.parametrize("name", sorted(SEED))
+def test_offline_with_an_empty_cache_says_how_to_get_the_weights(name, tmp_path):
+    _assert_clear(_try_load(name, tmp_path, HF_HUB_OFFLINE="1"), name, "HF_HUB_OFFLINE")
+
+
+@pytest.mark.parametrize("name", ["rad_dino", "chexagent", "medimageinsight"])
+def test_an_unreachable_hub_fails_at_once(name, tmp_path):
+    """No HF_HUB_OFFLINE, but the Hub's host refuses connections (a node without internet)."""
+    t = time.monotonic()
+    result = _try_load(name, tmp_path, HF_ENDPOINT="http://127.0.0.1:9")
+    _assert_clear(result, name, "cannot be reached")
+    assert time.monotonic() - t < 60
+
+
+def test_a_cached_snapshot_loads_without_the_network(tmp_path, tiny_dinov2):
+    """Weights already in the HF cache at the pinned revision load with the network off."""
+    revision = "0" * 40
+    snap = tmp_path / "hub/models--acme--tiny-dino/snapshots" / revision
+    snap.mkdir(parents=True)
+    for f in tiny_dinov2.iterdir():
+        (snap / f.name).symlink_to(f)
+    (tmp_path / "hub/models--acme--tiny-dino/refs").mkdir()
+    entry = {"kind": "hf_automodel", "weights": "acme/tiny-dino", "revision": revision,
+             "pooling": "cls"}  # fmt: skip
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    clean.update(HF_HUB_CACHE=str(tmp_path / "hub"), HF_ENDPOINT="http://127.0.0.1:9")
+    proc = subprocess.run([sys.executable, "-c", PROBE, "tiny", json.dumps(entry)],
+                          capture_output=True, text=True, timeout=120, env=clean)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["loaded"] is True

@@ -132,7 +132,9 @@ def test_a_sixth_entry_of_a_known_kind_plans_only_its_jobs(repo, seed_run):
 def test_the_example_dataset_config_plans_the_five_seed_models(repo, tmp_path):
     """config/models/seed.yaml + config/examples/mimic-cxr-jpg.yaml, with the manifest and the
     embeddings folder pointed at local stand-ins: the plan has every model's shards."""
-    (tmp_path / "meta.csv").write_text("dicom_id,subject_id,study_id\na,10000032,50414267\n")
+    (tmp_path / "meta.csv").write_text(
+        "dicom_id,subject_id,study_id,ViewPosition\na,10000032,50414267,PA\n"
+    )
     (tmp_path / "labels.csv").write_text("subject_id,study_id,Edema\n10000032,50414267,1.0\n")
     (tmp_path / "split.csv").write_text("dicom_id,study_id,subject_id,split\na,5,1,train\n")
     (tmp_path / "emb").mkdir()

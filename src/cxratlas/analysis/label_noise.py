@@ -124,12 +124,14 @@ def label_noise_plot(table: pd.DataFrame, out_path: str, why: str = "") -> None:
 
     panels = [("probe_auroc", "probe AUROC"), ("max_odds_ratio", "max cluster odds ratio"),
               ("cluster_nmi", "NMI(clusters, label)")]  # fmt: skip
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     if table.empty:  # the figure says why, so the report does too
-        for ax in axes:
-            ax.axis("off")
-        axes[1].text(0.5, 0.5, f"Label-noise step skipped:\n{why}", ha="center", va="center",
-                     wrap=True)  # fmt: skip
+        fig, ax = plt.subplots(figsize=(13, 2.0))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"Label-noise step skipped:\n{why}", ha="center", va="center")
+        fig.savefig(out_path, dpi=110)
+        plt.close(fig)
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, (col, title) in zip(axes, panels, strict=True):
         for m, sub in table.groupby("model", sort=False):
             ax.plot(sub["fraction"], sub[col], marker="o", label=m)

@@ -2,8 +2,7 @@
 
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
-from cxratlas.atlas import reduced_table
-from cxratlas.io import read_embeddings, write_json, write_parquet
+from cxratlas.io import read_embeddings, reduced_table, write_json, write_parquet
 from cxratlas.logs import setup_logging
 from cxratlas.memory import peak_rss_mib, reset_peak, rss_mib
 from cxratlas.reduce import KnnSettings, reduce_embeddings

@@ -15,8 +15,7 @@ from cxratlas.analysis.compare import (
     knn_kept,
     linear_cka,
 )
-from cxratlas.atlas import reduced_table
-from cxratlas.io import embedding_table, write_parquet
+from cxratlas.io import embedding_table, reduced_table, write_parquet
 from cxratlas.reduce import reduce_embeddings
 
 

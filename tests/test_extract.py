@@ -115,8 +115,8 @@ def test_merge_in_shard_order_and_checks(tmp_path):
 
 
 def test_mostly_unreadable_shard_fails_and_writes_nothing(sample, tmp_path):
-    from cxratlas.atlas import make_thumbnails
     from cxratlas.imaging import TooManyUnreadableError
+    from cxratlas.thumbnails import make_thumbnails
 
     s = sample.copy()
     s.loc[s.shard == 0, "path"] = str(tmp_path / "mount-gone.png")
@@ -138,7 +138,7 @@ def test_mostly_unreadable_shard_fails_and_writes_nothing(sample, tmp_path):
 
 
 def test_auto_workers_follow_the_slurm_allocation(monkeypatch):
-    from cxratlas.extract import auto_workers
+    from cxratlas.workers import auto_workers
 
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
     assert auto_workers() == 0

@@ -121,8 +121,9 @@ def test_every_shard_ran_as_a_slurm_job_with_a_gpu(cluster):
     others = jobs[~jobs["comment"].str.startswith(EMBED)]
     assert not others["alloc"].str.contains("gres/gpu").any(), others
     rules = {c.split("_wildcards")[0] for c in jobs["comment"]}
-    assert {"rule_ingest", "rule_sample", "rule_fit_model", "rule_thumbnails",
+    assert {"rule_ingest", "rule_fit_model", "rule_thumbnails",
             "rule_merge_embeddings", "rule_reduce", "rule_atlas"} <= rules  # fmt: skip
+    assert "rule_sample" not in rules  # the plan drew the sample before any job
     # each shard log names the Slurm job that wrote it
     for model in ("pixels_32", "pixels_64_pca"):
         for shard in range(3):

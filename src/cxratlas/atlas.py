@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .analysis.compare import agreement, aligned_neighbours
-from .imaging import ImageLoadError, ImageSource, check_unreadable, thumbnail_png
 from .io import read_manifest, write_json, write_parquet
 from .privacy import ID_COLUMNS
 
@@ -25,60 +24,6 @@ log = logging.getLogger(__name__)
 
 LABEL_STRINGS = {1: "positive", 0: "negative", -1: "uncertain"}
 NOT_MENTIONED = "not_mentioned"
-
-
-def make_thumbnails(
-    sample: pd.DataFrame,
-    shard: int,
-    size: int,
-    out_path: str,
-    max_skipped_fraction: float = 0.5,
-    decoded_path: str | None = None,
-) -> int:
-    """Thumbnails (PNG bytes) of one shard's images; an unreadable image gets a null thumbnail."""
-    rows = sample.loc[sample["shard"] == shard]
-    source = ImageSource(decoded_path)
-    thumbs, failed = [], []
-    for image_id, path in zip(rows["image_id"], rows["path"], strict=True):
-        try:
-            thumbs.append(thumbnail_png(source.load(image_id, path), size))
-        except ImageLoadError as exc:
-            log.warning("no thumbnail: %s", exc)
-            thumbs.append(None)
-            failed.append(str(exc))
-    check_unreadable(failed, len(rows), max_skipped_fraction, f"thumbnails of shard {shard}")
-    table = pa.table(
-        {
-            "image_id": pa.array(rows["image_id"].tolist(), pa.string()),
-            "thumbnail": pa.array(thumbs, pa.binary()),
-        }
-    )
-    write_parquet(table, out_path)
-    return len(failed)
-
-
-def reduced_table(image_ids: list[str], result) -> pa.Table:
-    """One model's reduction as a table; neighbour ids are row positions in this table."""
-    n, k = result.knn_idx.shape
-    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
-    neighbors = pa.StructArray.from_arrays(
-        [
-            pa.ListArray.from_arrays(offsets, pa.array(result.knn_idx.ravel(), pa.int64())),
-            pa.ListArray.from_arrays(offsets, pa.array(result.knn_dist.ravel(), pa.float32())),
-        ],
-        names=["ids", "distances"],
-    )
-    return pa.table(
-        {
-            "image_id": pa.array(image_ids, pa.string()),
-            "x": pa.array(result.xy[:, 0], pa.float32()),
-            "y": pa.array(result.xy[:, 1], pa.float32()),
-            "neighbors": neighbors,
-            "cluster": pa.array(result.cluster, pa.int32()),
-            "outlier": pa.array(result.outlier, pa.float32()),
-            "pagerank": pa.array(result.pagerank, pa.float32()),
-        }
-    )
 
 
 def _remap_neighbors(col: pa.StructArray, local_to_atlas: np.ndarray) -> pa.StructArray:

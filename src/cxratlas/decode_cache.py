@@ -41,7 +41,7 @@ def write_decode_cache(
     workers: int | None = None,
 ) -> dict[str, int]:
     """Decode one shard's images into the cache file; unreadable images keep their reason."""
-    from .extract import auto_workers
+    from .workers import auto_workers
 
     rows = sample.loc[sample["shard"] == shard]
     workers = workers if workers is not None else auto_workers() + 1

@@ -8,7 +8,6 @@ with a JSON report of what was skipped and how long reading, inference and writi
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from typing import Any
@@ -21,17 +20,9 @@ from tqdm import tqdm
 from .imaging import ImageLoadError, ImageSource, check_unreadable
 from .io import embedding_table, write_json, write_parquet
 from .models import Embedder, load_embedder
+from .workers import auto_workers
 
 log = logging.getLogger(__name__)
-
-
-def auto_workers(cap: int = 8) -> int:
-    """DataLoader workers for the CPUs this process may use (Slurm's allocation included)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    slurm = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE")
-    if slurm and slurm.isdigit():
-        cpus = min(cpus or 1, int(slurm))
-    return max(0, min(cap, (cpus or 1) - 1))
 
 
 class ImageReader(Dataset):

@@ -1,5 +1,6 @@
 """Parquet and file helpers shared by every stage: atomic writes, the manifest contract (which
-columns are findings and which are user attributes), the embedding-shard contract."""
+columns are findings and which are user attributes), the reduced-map and embedding-shard
+contracts."""
 
 from __future__ import annotations
 
@@ -103,6 +104,31 @@ def read_manifest(path: str | os.PathLike):
 
     cols = manifest_columns(path)
     return cols.tag(pd.read_parquet(path)), cols
+
+
+def reduced_table(image_ids: list[str], result) -> pa.Table:
+    """The reduced-map contract, one model's reduction as a table: image_id, x, y, neighbors
+    (row positions in this table and cosine distances), cluster (-1 noise), outlier, pagerank."""
+    n, k = result.knn_idx.shape
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    neighbors = pa.StructArray.from_arrays(
+        [
+            pa.ListArray.from_arrays(offsets, pa.array(result.knn_idx.ravel(), pa.int64())),
+            pa.ListArray.from_arrays(offsets, pa.array(result.knn_dist.ravel(), pa.float32())),
+        ],
+        names=["ids", "distances"],
+    )
+    return pa.table(
+        {
+            "image_id": pa.array(image_ids, pa.string()),
+            "x": pa.array(result.xy[:, 0], pa.float32()),
+            "y": pa.array(result.xy[:, 1], pa.float32()),
+            "neighbors": neighbors,
+            "cluster": pa.array(result.cluster, pa.int32()),
+            "outlier": pa.array(result.outlier, pa.float32()),
+            "pagerank": pa.array(result.pagerank, pa.float32()),
+        }
+    )
 
 
 STORAGE_TYPES = {"float32": pa.float32(), "float16": pa.float16()}

@@ -1,0 +1,47 @@
+"""One source for each default: config/config.yaml, or the schema for what that file leaves out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMA = yaml.safe_load((REPO / "src/cxratlas/schemas/config.schema.yaml").read_text())
+CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
+
+
+def _node(node: dict) -> dict:
+    if "$ref" in node:
+        return SCHEMA["$defs"][node["$ref"].split("/")[-1]]
+    return node
+
+
+def _both(config: dict, schema: dict, where: str) -> list[str]:
+    found = []
+    props = _node(schema).get("properties", {})
+    for key, value in config.items():
+        if key not in props or (where == "" and key == "models"):
+            continue
+        sub = _node(props[key])
+        if "default" in sub:
+            found.append(f"{where}{key}")
+        if isinstance(value, dict):
+            found += _both(value, sub, f"{where}{key}.")
+    return found
+
+
+def test_no_default_is_written_twice():
+    assert _both(CONFIG, SCHEMA, "") == []
+
+
+def test_the_default_config_is_complete_and_valid():
+    from snakemake.utils import validate
+
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    validate(cfg, str(REPO / "src/cxratlas/schemas/config.schema.yaml"))
+    for section in SCHEMA["required"]:
+        assert section in cfg, section
+    for section in ("sample", "extract", "reduce", "analysis", "privacy", "atlas"):
+        missing = set(SCHEMA["properties"][section]["properties"]) - set(cfg[section])
+        assert not missing, f"{section}: {missing} have no default (add them to config.yaml)"

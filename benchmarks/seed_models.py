@@ -27,8 +27,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from cxratlas.demo.phantom import generate_demo  # noqa: E402
-from cxratlas.extract import extract_shard  # noqa: E402
-from cxratlas.models import ModelConfigError, load_embedder  # noqa: E402
+from cxratlas.embed.extract import extract_shard  # noqa: E402
+from cxratlas.embed.models import ModelConfigError, load_embedder  # noqa: E402
 from cxratlas.testing import tiny_models  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,11 +11,11 @@ import _bootstrap  # noqa: E402, F401
 from snakemake.exceptions import WorkflowError  # noqa: E402
 from snakemake.logging import logger  # noqa: E402
 
-from cxratlas.datasets import dataset_specs  # noqa: E402
-from cxratlas.manifest import snake_case  # noqa: E402
-from cxratlas.models import needs_fit  # noqa: E402
-from cxratlas.plan import Plan, make_plan  # noqa: E402
-from cxratlas.presets import kept_columns, preset_inputs  # noqa: E402
+from cxratlas.embed.models import needs_fit  # noqa: E402
+from cxratlas.ingest.datasets import dataset_specs  # noqa: E402
+from cxratlas.ingest.manifest import snake_case  # noqa: E402
+from cxratlas.ingest.plan import Plan, make_plan  # noqa: E402
+from cxratlas.ingest.presets import kept_columns, preset_inputs  # noqa: E402
 
 MODELS = list(config["models"])
 DEMO_DIR = "resources/demo"

@@ -2,7 +2,7 @@
 
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
-from cxratlas.atlas import build_atlas
+from cxratlas.atlas.table import build_atlas
 from cxratlas.io import write_json
 from cxratlas.logs import setup_logging
 

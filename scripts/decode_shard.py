@@ -3,7 +3,7 @@
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 import pandas as pd
 
-from cxratlas.decode_cache import write_decode_cache
+from cxratlas.embed.decode_cache import write_decode_cache
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -3,7 +3,7 @@
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 import pandas as pd
 
-from cxratlas.extract import extract_shard
+from cxratlas.embed.extract import extract_shard
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -4,9 +4,9 @@ import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 import numpy as np
 import pandas as pd
 
-from cxratlas.imaging import ImageLoadError, load_gray8
+from cxratlas.embed.models import embedder_class
+from cxratlas.ingest.imaging import ImageLoadError, load_gray8
 from cxratlas.logs import setup_logging
-from cxratlas.models import embedder_class
 
 setup_logging(snakemake.log[0])
 entry, seed = snakemake.params.entry, snakemake.params.seed

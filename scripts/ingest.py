@@ -2,7 +2,7 @@
 
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
-from cxratlas.datasets import ingest_datasets
+from cxratlas.ingest.datasets import ingest_datasets
 from cxratlas.io import write_frame, write_manifest
 from cxratlas.logs import setup_logging
 

@@ -3,8 +3,8 @@
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 import pandas as pd
 
+from cxratlas.atlas.thumbnails import make_thumbnails
 from cxratlas.logs import setup_logging
-from cxratlas.thumbnails import make_thumbnails
 
 setup_logging(snakemake.log[0])
 make_thumbnails(

@@ -7,11 +7,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from cxratlas.atlas import atlas_state, build_atlas
+from cxratlas.atlas.table import atlas_state, build_atlas
+from cxratlas.atlas.thumbnails import make_thumbnails
+from cxratlas.ingest.privacy import hash_id, hash_ids
 from cxratlas.io import ManifestColumns, reduced_table, write_frame, write_manifest, write_parquet
-from cxratlas.privacy import hash_id, hash_ids
 from cxratlas.reduce import ReduceResult
-from cxratlas.thumbnails import make_thumbnails
 
 
 def _result(n, k, seed):

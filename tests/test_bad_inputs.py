@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from cxratlas.imaging import ImageLoadError, load_gray8
+from cxratlas.ingest.imaging import ImageLoadError, load_gray8
 
 
 def _png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:

@@ -7,16 +7,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from cxratlas.analysis.compare import (
-    agreement,
-    aligned_neighbours,
-    compare_models,
-    knn_jaccard,
-    knn_kept,
-    linear_cka,
-)
+from cxratlas.analysis.compare import compare_models, linear_cka
 from cxratlas.io import embedding_table, reduced_table, write_parquet
 from cxratlas.reduce import reduce_embeddings
+from cxratlas.reduce.neighbours import agreement, aligned_neighbours, knn_jaccard, knn_kept
 
 
 def test_jaccard_and_kept_by_hand():

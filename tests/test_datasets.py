@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from cxratlas.analysis.datasets import dataset_mixing, same_dataset_fraction
-from cxratlas.datasets import dataset_specs, ingest_datasets
-from cxratlas.manifest import ManifestError
+from cxratlas.ingest.datasets import dataset_specs, ingest_datasets
+from cxratlas.ingest.manifest import ManifestError
 
 
 def _dataset(tmp_path, name, ids, labels):

@@ -9,11 +9,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 from PIL import Image
 
-from cxratlas.decode_cache import write_decode_cache
-from cxratlas.extract import extract_shard
-from cxratlas.imaging import ImageSource, load_gray8
+from cxratlas.atlas.thumbnails import make_thumbnails
+from cxratlas.embed.decode_cache import write_decode_cache
+from cxratlas.embed.extract import extract_shard
+from cxratlas.ingest.imaging import ImageSource, load_gray8
 from cxratlas.io import read_embeddings
-from cxratlas.thumbnails import make_thumbnails
 
 
 def _sample(demo, tmp_path) -> pd.DataFrame:

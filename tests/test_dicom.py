@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxratlas.dicom import dicom_tags, dicom_to_gray8, window
-from cxratlas.imaging import ImageLoadError, load_gray8
+from cxratlas.ingest.dicom import dicom_tags, dicom_to_gray8, window
+from cxratlas.ingest.imaging import ImageLoadError, load_gray8
 
 
 def _dataset(pixels: np.ndarray, **tags):
@@ -128,7 +128,7 @@ def test_corrupt_dicom_is_an_error_naming_the_file(tmp_path):
 def test_ingest_fills_empty_cells_from_headers_and_never_reads_names(tmp_path):
     import pandas as pd
 
-    from cxratlas.manifest import ingest_manifest
+    from cxratlas.ingest.manifest import ingest_manifest
 
     a = _dataset(_ramp(), ViewPosition="AP", Manufacturer="Agfa", PatientAge="071Y",
                  StudyDate="20170304")  # fmt: skip

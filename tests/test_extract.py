@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cxratlas.extract import extract_shard
+from cxratlas.embed.extract import extract_shard
 from cxratlas.io import embedding_table, merge_shards, read_embeddings, write_parquet
 
 
@@ -54,7 +54,7 @@ def test_shard_contract_and_bad_images_recorded(sample, tmp_path):
 
 
 def test_failed_shard_leaves_no_file(sample, tmp_path, monkeypatch):
-    from cxratlas.models.pixels import PixelEmbedder
+    from cxratlas.embed.models.pixels import PixelEmbedder
 
     def boom(self, batch):
         raise RuntimeError("CUDA out of memory (planted)")
@@ -73,7 +73,7 @@ def test_failed_shard_leaves_no_file(sample, tmp_path, monkeypatch):
 
 
 def test_nan_embeddings_are_an_error(sample, tmp_path, monkeypatch):
-    from cxratlas.models.pixels import PixelEmbedder
+    from cxratlas.embed.models.pixels import PixelEmbedder
 
     monkeypatch.setattr(PixelEmbedder, "embed", lambda self, b: np.full((len(b), 4), np.nan))
     with pytest.raises(FloatingPointError, match="NaN/inf on shard 0"):
@@ -115,8 +115,8 @@ def test_merge_in_shard_order_and_checks(tmp_path):
 
 
 def test_mostly_unreadable_shard_fails_and_writes_nothing(sample, tmp_path):
-    from cxratlas.imaging import TooManyUnreadableError
-    from cxratlas.thumbnails import make_thumbnails
+    from cxratlas.atlas.thumbnails import make_thumbnails
+    from cxratlas.ingest.imaging import TooManyUnreadableError
 
     s = sample.copy()
     s.loc[s.shard == 0, "path"] = str(tmp_path / "mount-gone.png")
@@ -138,7 +138,7 @@ def test_mostly_unreadable_shard_fails_and_writes_nothing(sample, tmp_path):
 
 
 def test_auto_workers_follow_the_slurm_allocation(monkeypatch):
-    from cxratlas.workers import auto_workers
+    from cxratlas.embed.workers import auto_workers
 
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
     assert auto_workers() == 0

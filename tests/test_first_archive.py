@@ -281,7 +281,7 @@ def test_jobs_import_this_checkout_not_another_editable_install(tmp_path):
         "sys.meta_path.insert(0, Editable())\n"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
-    check = "import _bootstrap, cxratlas.manifest, cxratlas; print(cxratlas.__file__)"
+    check = "import _bootstrap, cxratlas.ingest.manifest, cxratlas; print(cxratlas.__file__)"
     without = subprocess.run([sys.executable, "-c", "import cxratlas"], env=env,
                              capture_output=True, text=True)  # fmt: skip
     assert "the other clone was imported" in without.stderr  # the decoy does answer first

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from cxratlas.manifest import ManifestError, ingest_manifest, normalise_label
+from cxratlas.ingest.manifest import ManifestError, ingest_manifest, normalise_label
 
 
 def _write(tmp_path, rows, name="m.csv"):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxratlas.models import KINDS, ModelConfigError, load_embedder, needs_fit
-from cxratlas.models.pixels import PixelEmbedder
+from cxratlas.embed.models import KINDS, ModelConfigError, load_embedder, needs_fit
+from cxratlas.embed.models.pixels import PixelEmbedder
 
 
 def _images(n=30, size=40, seed=0):

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from cxratlas.ingest.manifest import ManifestError, ingest_manifest, read_table
+from cxratlas.ingest.plan import SAMPLE_PATH, PlanError, make_plan
 from cxratlas.io import ManifestColumns
-from cxratlas.manifest import ManifestError, ingest_manifest, read_table
-from cxratlas.plan import SAMPLE_PATH, PlanError, make_plan
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -160,7 +160,7 @@ def test_attribute_values_are_tested_like_findings():
 
 
 def test_pixel_pca_fits_what_a_small_sample_allows(tmp_path):
-    from cxratlas.models.pixels import PixelEmbedder
+    from cxratlas.embed.models.pixels import PixelEmbedder
 
     rng = np.random.default_rng(0)
     imgs = [Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)) for _ in range(37)]

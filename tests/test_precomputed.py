@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cxratlas.embed.models import ModelConfigError, load_embedder
 from cxratlas.io import embedding_table, write_parquet
-from cxratlas.models import ModelConfigError, load_embedder
 
 RNG = np.random.default_rng(0)
 IDS = [f"img{i:03d}" for i in range(10)]

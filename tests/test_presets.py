@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cxratlas.datasets import ingest_dataset
-from cxratlas.manifest import ManifestError, normalise_label
-from cxratlas.presets import read_preset
+from cxratlas.ingest.datasets import ingest_dataset
+from cxratlas.ingest.manifest import ManifestError, normalise_label
+from cxratlas.ingest.presets import read_preset
 
 
 def _real_manifest(name: str) -> Path:

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from cxratlas.datasets import ingest_datasets
-from cxratlas.privacy import find_identifiers, hash_id
+from cxratlas.ingest.datasets import ingest_datasets
+from cxratlas.ingest.privacy import find_identifiers, hash_id
 
 pytestmark = pytest.mark.workflow
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxratlas.sample import draw_sample, n_shards
+from cxratlas.ingest.sample import draw_sample, n_shards
 
 
 def _manifest(n=1000):

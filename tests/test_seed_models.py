@@ -9,8 +9,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from cxratlas.imaging import load_gray8
-from cxratlas.models import ModelConfigError, load_embedder
+from cxratlas.embed.models import ModelConfigError, load_embedder
+from cxratlas.ingest.imaging import load_gray8
 from cxratlas.testing import tiny_models
 
 torch = pytest.importorskip("torch")

@@ -184,7 +184,7 @@ def _coloured_pixels(png: Path) -> int:
 
 
 def test_view_command_is_offline_and_local(atlas):
-    from cxratlas.viewer import viewer_command
+    from cxratlas.atlas.viewer import viewer_command
 
     cmd = viewer_command(atlas)
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"

@@ -18,7 +18,7 @@ SEED = yaml.safe_load((REPO / "config/models/seed.yaml").read_text())["models"]
 
 PROBE = """
 import json, sys, time
-from cxratlas.models import load_embedder, ModelConfigError
+from cxratlas.embed.models import load_embedder, ModelConfigError
 name, entry = sys.argv[1], json.loads(sys.argv[2])
 t = time.monotonic()
 try:

@@ -7,11 +7,11 @@ import logging
 import os
 import sys
 
-from . import __version__
+from cxratlas import __version__
 
 
 def _demo_data(args: argparse.Namespace) -> int:
-    from .demo.phantom import generate_demo
+    from cxratlas.demo.phantom import generate_demo
 
     df = generate_demo(
         args.out,
@@ -58,8 +58,8 @@ def _pin_models(args: argparse.Namespace) -> int:
 
 def _check_privacy(args: argparse.Namespace) -> int:
     """Scan outputs for the values of identifier columns of the source tables."""
-    from .manifest import read_table
-    from .privacy import find_identifiers
+    from cxratlas.ingest.manifest import read_table
+    from cxratlas.ingest.privacy import find_identifiers
 
     values: set[str] = set()
     for table in args.table:
@@ -82,7 +82,7 @@ def _check_privacy(args: argparse.Namespace) -> int:
 
 def _view(args: argparse.Namespace) -> int:
     """Open the atlas in Embedding Atlas (or export a static bundle)."""
-    from .viewer import ViewerError, viewer_command
+    from cxratlas.atlas.viewer import ViewerError, viewer_command
 
     try:
         cmd = viewer_command(args.atlas, host=args.host, port=args.port, export=args.export,

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 EMBEDDING_META_KEY = b"cxratlas"
-MANIFEST_META_KEY = b"cxratlas.manifest"
+MANIFEST_META_KEY = b"cxratlas.ingest.manifest"
 
 
 @contextlib.contextmanager

@@ -63,7 +63,7 @@ def compare_datasets(
     reduced: dict[str, str], manifest_path: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both tables for every model, over the images each model reduced."""
-    from .compare import aligned_neighbours
+    from cxratlas.reduce.neighbours import aligned_neighbours
 
     manifest = pd.read_parquet(manifest_path, columns=["image_id", "dataset"])
     by_id = manifest.set_index("image_id")["dataset"]
@@ -81,7 +81,7 @@ def compare_datasets(
 
 def dataset_plot(clusters: pd.DataFrame, mixing: pd.DataFrame, out_path: str) -> None:
     """Per model, one stacked bar per cluster: the datasets its images come from."""
-    from .plots import plt
+    from cxratlas.analysis.plots import plt
 
     models = list(dict.fromkeys(clusters["model"]))
     datasets = sorted(clusters["dataset"].unique())

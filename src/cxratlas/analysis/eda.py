@@ -26,7 +26,7 @@ TOP_LEVELS = 30  # an attribute with more values shows its most common ones and 
 def eda_table(manifest: pd.DataFrame) -> pd.DataFrame:
     """Long table of counts; `manifest` is the ingested one (unique image ids), its findings and
     attributes recorded on `attrs` (io.read_manifest)."""
-    from ..io import ManifestColumns
+    from cxratlas.io import ManifestColumns
 
     columns = ManifestColumns.of(manifest)
     m = manifest.drop_duplicates("image_id") if "image_id" in manifest else manifest

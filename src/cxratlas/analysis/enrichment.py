@@ -162,7 +162,7 @@ def cluster_report(
     model: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame, bytes]:
     """(enrichment table, group descriptions, contact sheet PNG) for one model."""
-    from ..io import read_manifest
+    from cxratlas.io import read_manifest
 
     reduced = pd.read_parquet(reduced_path, columns=["image_id", "cluster", "outlier"])
     manifest, columns = read_manifest(manifest_path)

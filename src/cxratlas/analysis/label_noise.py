@@ -13,8 +13,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .enrichment import enrichment, model_groups
-from .probes import finding_labels, patient_groups, probe_auroc
+from cxratlas.analysis.enrichment import enrichment, model_groups
+from cxratlas.analysis.probes import finding_labels, patient_groups, probe_auroc
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def label_noise_sensitivity(
     table is empty and `why` says so, for the figure and the report."""
     from sklearn.metrics import normalized_mutual_info_score
 
-    from ..io import read_embeddings, read_manifest
+    from cxratlas.io import read_embeddings, read_manifest
 
     manifest, columns = read_manifest(manifest_path)
     manifest = manifest.set_index("image_id")

@@ -101,7 +101,7 @@ def run_probes(
 ) -> pd.DataFrame:
     """One row per (finding, model). `shuffle_labels` permutes labels across patients: the
     chance-level control."""
-    from ..io import read_embeddings, read_manifest
+    from cxratlas.io import read_embeddings, read_manifest
 
     manifest, columns = read_manifest(manifest_path)
     manifest = manifest.set_index("image_id")

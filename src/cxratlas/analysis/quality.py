@@ -66,7 +66,7 @@ def skipped_images(dropped_path: str, report_paths: list[str]) -> tuple[pd.DataF
 
 def quality_plot(table: pd.DataFrame, summary: pd.DataFrame, out_path: str) -> None:
     """Skipped images per stage and model, stacked by reason."""
-    from .plots import plt
+    from cxratlas.analysis.plots import plt
 
     labels = [f"{r.stage} {r.model}".strip() for r in summary.itertuples()]
     classes = sorted(table["reason_class"].unique()) or ["none"]

@@ -1,6 +1,6 @@
 """Reduction of one model's embeddings: [PCA] -> kNN graph -> UMAP map -> clusters -> outliers."""
 
-from .knn import KnnSettings
-from .pipeline import ReduceResult, reduce_embeddings
+from cxratlas.reduce.knn import KnnSettings
+from cxratlas.reduce.pipeline import ReduceResult, reduce_embeddings
 
 __all__ = ["KnnSettings", "ReduceResult", "reduce_embeddings"]

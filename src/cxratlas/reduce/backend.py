@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .cpu import CPUBackend
+from cxratlas.reduce.cpu import CPUBackend
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ def select_backend(name: str = "auto"):
         return CPUBackend()
     if name not in ("auto", "gpu"):
         raise ValueError(f"reduce.backend must be auto, gpu or cpu, not {name!r}")
-    from .gpu import GPUBackend, gpu_available
+    from cxratlas.reduce.gpu import GPUBackend, gpu_available
 
     if name == "gpu":
         return GPUBackend()

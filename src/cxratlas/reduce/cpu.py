@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from .projection import fit_and_project
+from cxratlas.reduce.projection import fit_and_project
 
 
 class CPUBackend:

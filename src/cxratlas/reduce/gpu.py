@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .projection import fit_and_project
+from cxratlas.reduce.projection import fit_and_project
 
 
 def gpu_available() -> tuple[bool, str]:

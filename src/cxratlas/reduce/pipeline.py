@@ -14,9 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from .backend import select_backend
-from .knn import KnnSettings, knn_graph, knn_recall, l2_normalise, refine_in_full_space
-from .outliers import knn_outlier_score, knn_pagerank
+from cxratlas.reduce.backend import select_backend
+from cxratlas.reduce.knn import (
+    KnnSettings,
+    knn_graph,
+    knn_recall,
+    l2_normalise,
+    refine_in_full_space,
+)
+from cxratlas.reduce.outliers import knn_outlier_score, knn_pagerank
 
 log = logging.getLogger(__name__)
 

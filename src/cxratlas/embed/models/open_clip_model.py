@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .base import ModelConfigError, TorchEmbedder
-from .weights import local_weights
+from cxratlas.embed.models.base import ModelConfigError, TorchEmbedder
+from cxratlas.embed.models.weights import local_weights
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import pandas as pd
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .imaging import ImageLoadError, ImageSource, check_unreadable
-from .io import embedding_table, write_json, write_parquet
-from .models import Embedder, load_embedder
-from .workers import auto_workers
+from cxratlas.embed.models import Embedder, load_embedder
+from cxratlas.embed.workers import auto_workers
+from cxratlas.ingest.imaging import ImageLoadError, ImageSource, check_unreadable
+from cxratlas.io import embedding_table, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 

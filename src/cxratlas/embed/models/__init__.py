@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Embedder, ModelConfigError
-from .hf import HFAutoModelEmbedder, HFVisionTowerEmbedder
-from .open_clip_model import OpenCLIPEmbedder
-from .pixels import PixelEmbedder
-from .precomputed import PrecomputedEmbedder
-from .timm_state_dict import TimmStateDictEmbedder
+from cxratlas.embed.models.base import Embedder, ModelConfigError
+from cxratlas.embed.models.hf import HFAutoModelEmbedder, HFVisionTowerEmbedder
+from cxratlas.embed.models.open_clip_model import OpenCLIPEmbedder
+from cxratlas.embed.models.pixels import PixelEmbedder
+from cxratlas.embed.models.precomputed import PrecomputedEmbedder
+from cxratlas.embed.models.timm_state_dict import TimmStateDictEmbedder
 
 KINDS: dict[str, type[Embedder]] = {
     cls.kind: cls

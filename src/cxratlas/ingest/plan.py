@@ -56,14 +56,14 @@ class Plan:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
     def save(self, path: str | os.PathLike = PLAN_PATH) -> None:
-        from .io import write_json
+        from cxratlas.io import write_json
 
         write_json(asdict(self), path)
 
 
 def ensure_demo(spec: dict[str, Any]) -> None:
     """Generate the phantom demo where the plan reads it, once per set of demo settings."""
-    from .demo.phantom import generate_demo
+    from cxratlas.demo.phantom import generate_demo
 
     root = Path(spec["image_root"])
     settings = {k: spec["demo"][k] for k in ("n_images", "seed", "image_size", "outlier_fraction")}
@@ -77,7 +77,7 @@ def ensure_demo(spec: dict[str, Any]) -> None:
 
 def _plan_key(config: dict[str, Any], specs: list[dict[str, Any]]) -> str:
     """A hash of everything the plan reads: settings, each dataset file's stat, the code."""
-    from .presets import preset_inputs
+    from cxratlas.ingest.presets import preset_inputs
 
     files = []
     for spec in specs:
@@ -132,7 +132,7 @@ def check_analysis_settings(config: dict[str, Any], findings: tuple[str, ...]) -
 
 
 def _draw(config: dict[str, Any], manifest: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    from .sample import draw_sample, n_shards
+    from cxratlas.ingest.sample import draw_sample, n_shards
 
     s, shard_size = config["sample"], config["extract"]["shard_size"]
     notes = []
@@ -158,9 +158,9 @@ def make_plan(
     say: Callable[[str], None] = log.warning,
 ) -> Plan:
     """Validate the datasets and (re)write the shared sample if its content changed."""
-    from .datasets import dataset_specs, ingest_datasets
-    from .io import ManifestColumns, write_frame
-    from .sample import n_shards
+    from cxratlas.ingest.datasets import dataset_specs, ingest_datasets
+    from cxratlas.ingest.sample import n_shards
+    from cxratlas.io import ManifestColumns, write_frame
 
     specs = dataset_specs(config, demo_dir)
     for spec in specs:

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .base import Embedder, ModelConfigError
-from .tfrecord import TFRecordError, read_examples
+from cxratlas.embed.models.base import Embedder, ModelConfigError
+from cxratlas.embed.models.tfrecord import TFRecordError, read_examples
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import logging
 import pandas as pd
 import pyarrow as pa
 
-from .imaging import ImageLoadError, ImageSource, check_unreadable, thumbnail_png
-from .io import write_parquet
+from cxratlas.ingest.imaging import ImageLoadError, ImageSource, check_unreadable, thumbnail_png
+from cxratlas.io import write_parquet
 
 log = logging.getLogger(__name__)
 

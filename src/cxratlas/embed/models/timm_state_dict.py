@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .base import ModelConfigError, TorchEmbedder
-from .preprocess import ImageTransform
-from .weights import load_state_dict, local_weights
+from cxratlas.embed.models.base import ModelConfigError, TorchEmbedder
+from cxratlas.embed.models.preprocess import ImageTransform
+from cxratlas.embed.models.weights import load_state_dict, local_weights
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .base import ModelConfigError
+from cxratlas.embed.models.base import ModelConfigError
 
 # Named statistics, as the model cards and code releases give them.
 STATS: dict[str, tuple[float, float, float]] = {

@@ -8,7 +8,7 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
-from .dicom import DicomError, dicom_to_gray8, is_dicom
+from cxratlas.ingest.dicom import DicomError, dicom_to_gray8, is_dicom
 
 # Decompression-bomb guard stays on, but real CXRs (up to ~4k x 5k) must pass.
 Image.MAX_IMAGE_PIXELS = 80_000_000

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .base import ModelConfigError, TorchEmbedder
-from .preprocess import ImageTransform
-from .weights import local_weights
+from cxratlas.embed.models.base import ModelConfigError, TorchEmbedder
+from cxratlas.embed.models.preprocess import ImageTransform
+from cxratlas.embed.models.weights import local_weights
 
 log = logging.getLogger(__name__)
 

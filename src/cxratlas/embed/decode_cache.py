@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
-from .imaging import ImageLoadError, check_unreadable, downsized_png, load_gray8
-from .io import write_parquet
+from cxratlas.ingest.imaging import ImageLoadError, check_unreadable, downsized_png, load_gray8
+from cxratlas.io import write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def write_decode_cache(
     workers: int | None = None,
 ) -> dict[str, int]:
     """Decode one shard's images into the cache file; unreadable images keep their reason."""
-    from .workers import auto_workers
+    from cxratlas.embed.workers import auto_workers
 
     rows = sample.loc[sample["shard"] == shard]
     workers = workers if workers is not None else auto_workers() + 1

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from .io import ManifestColumns
-from .manifest import ManifestError, ingest_manifest
+from cxratlas.ingest.manifest import ManifestError, ingest_manifest
+from cxratlas.io import ManifestColumns
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def dataset_specs(config: dict[str, Any], demo_dir: str = "resources/demo") -> l
 
 def ingest_dataset(spec: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One dataset as (manifest, dropped rows), both tagged with the dataset's name."""
-    from .presets import kept_columns, read_preset
+    from cxratlas.ingest.presets import kept_columns, read_preset
 
     table, columns, label_columns, source = read_preset(spec)
     manifest, dropped = ingest_manifest(
@@ -62,7 +62,7 @@ def ingest_datasets(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every dataset stacked into one manifest; image ids must be unique across datasets.
     Patient and study ids leave as salted hashes unless `privacy.hash_ids` is false."""
-    from .privacy import check_identifier_columns, hash_ids
+    from cxratlas.ingest.privacy import check_identifier_columns, hash_ids
 
     privacy = {"hash_ids": True, "salt": "cxr-atlas", "identifiers": [], **(privacy or {})}
     check_identifier_columns(specs, privacy["identifiers"], privacy["hash_ids"])

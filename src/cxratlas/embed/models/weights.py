@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .base import ModelConfigError
+from cxratlas.embed.models.base import ModelConfigError
 
 log = logging.getLogger(__name__)
 COMMIT = re.compile(r"^[0-9a-f]{40}$")

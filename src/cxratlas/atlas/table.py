@@ -16,9 +16,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .analysis.compare import agreement, aligned_neighbours
-from .io import read_manifest, write_json, write_parquet
-from .privacy import ID_COLUMNS
+from cxratlas.ingest.privacy import ID_COLUMNS
+from cxratlas.io import read_manifest, write_json, write_parquet
+from cxratlas.reduce.neighbours import agreement, aligned_neighbours
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import ManifestColumns
+from cxratlas.io import ManifestColumns
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ def _fill_from_dicom(out: pd.DataFrame) -> None:
     """Header tags of the DICOM rows into empty manifest cells (headers only, pixels not read)."""
     from tqdm import tqdm
 
-    from .dicom import TAGS, DicomError, dicom_tags, is_dicom
+    from cxratlas.ingest.dicom import TAGS, DicomError, dicom_tags, is_dicom
 
     found: dict[str, list] = {c: [pd.NA] * len(out) for c in TAGS.values()}
     for i, path in enumerate(tqdm(out["path"], desc="DICOM headers", mininterval=10)):

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from sklearn.decomposition import PCA
 
-from .base import Embedder, ModelConfigError
+from cxratlas.embed.models.base import Embedder, ModelConfigError
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class PixelEmbedder(Embedder):
         out_path: str | os.PathLike,
     ) -> None:
         """Fit the PCA basis on `images` and save it as npz (mean, components)."""
-        from ..io import atomic_path
+        from cxratlas.io import atomic_path
 
         size = int(entry.get("image_size", 32))
         vectors = [pixel_vector(img, size) for img in images]

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from .manifest import (
+from cxratlas.ingest.manifest import (
     KNOWN_FINDINGS,
     ManifestError,
     apply_column_map,

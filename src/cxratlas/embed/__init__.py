@@ -1,0 +1,1 @@
+"""Embedding: the model registry, the decode cache, and sharded extraction."""

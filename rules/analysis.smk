@@ -63,7 +63,6 @@ rule probes:
     conda:
         "../envs/cpu.yaml"
     params:
-        models=MODELS,
         probes=config["analysis"]["probes"],
         seed=config["analysis"]["seed"],
     script:
@@ -112,7 +111,6 @@ rule label_noise:
     conda:
         "../envs/cpu.yaml"
     params:
-        models=MODELS,
         noise=config["analysis"]["label_noise"],
         folds=config["analysis"]["probes"]["folds"],
         min_count=config["analysis"]["probes"]["min_positives"],
@@ -137,8 +135,6 @@ rule datasets:
         "logs/analysis/datasets.log",
     conda:
         "../envs/cpu.yaml"
-    params:
-        models=MODELS,
     script:
         "../scripts/datasets.py"
 

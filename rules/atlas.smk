@@ -32,7 +32,6 @@ rule atlas:
     conda:
         "../envs/atlas.yaml"
     params:
-        models=MODELS,
         metadata_columns=atlas_columns(),
         ids_hashed=config["privacy"]["hash_ids"],
     script:

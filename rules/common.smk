@@ -11,7 +11,7 @@ import _bootstrap  # noqa: E402, F401
 from snakemake.exceptions import WorkflowError  # noqa: E402
 from snakemake.logging import logger  # noqa: E402
 
-from cxratlas.embed.models import needs_fit  # noqa: E402
+from cxratlas.embed.models import needs_fit, reads_images  # noqa: E402
 from cxratlas.ingest.datasets import dataset_specs  # noqa: E402
 from cxratlas.ingest.manifest import snake_case  # noqa: E402
 from cxratlas.ingest.plan import Plan, make_plan  # noqa: E402
@@ -56,10 +56,10 @@ def model_state(wildcards):
 
 
 def decoded_shard(wildcards):
-    """The shard's decode cache, when extract.decode_cache is set (precomputed models read no image)."""
+    """The shard's decode cache, when extract.decode_cache is set and the job reads images."""
     model = getattr(wildcards, "model", None)
     if not config["extract"]["decode_cache"] or (
-        model and config["models"][model]["kind"] == "precomputed"
+        model and not reads_images(model, config["models"][model])
     ):
         return {}
     return {"decoded": f"results/decoded/shard-{wildcards.shard}.parquet"}

@@ -3,7 +3,7 @@
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
 from cxratlas.atlas.table import build_atlas
-from cxratlas.io import write_json
+from cxratlas.io import by_model, write_json
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -11,7 +11,7 @@ p = snakemake.params
 summary = build_atlas(
     snakemake.input.sample,
     snakemake.input.manifest,
-    dict(zip(p.models, snakemake.input.reduced, strict=True)),
+    by_model(snakemake.input.reduced),
     list(snakemake.input.thumbnails),
     snakemake.output.atlas,
     snakemake.output.state,

@@ -6,18 +6,19 @@ import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
 from cxratlas.analysis.compare import compare_models
 from cxratlas.analysis.plots import agreement_heatmaps
-from cxratlas.io import write_frame
+from cxratlas.io import by_model, write_frame
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 p = snakemake.params
 trust = {}
-for m, path in zip(p.models, snakemake.input.summaries, strict=True):
+for path in snakemake.input.summaries:  # each summary names its model
     with open(path) as fh:
-        trust[m] = json.load(fh).get("trustworthiness")
+        summary = json.load(fh)
+    trust[summary["model"]] = summary.get("trustworthiness")
 pairs, per_model = compare_models(
-    dict(zip(p.models, snakemake.input.reduced, strict=True)),
-    dict(zip(p.models, snakemake.input.embeddings, strict=True)),
+    by_model(snakemake.input.reduced),
+    by_model(snakemake.input.embeddings),
     trust=trust,
     cka_sample=p.cka_sample,
     seed=p.seed,

@@ -11,7 +11,8 @@ from cxratlas.logs import setup_logging
 setup_logging(snakemake.log[0])
 entry, seed = snakemake.params.entry, snakemake.params.seed
 sample = pd.read_parquet(snakemake.input.sample)
-n = min(len(sample), int(entry.get("pca_fit_n", 2000)))
+kind = embedder_class(snakemake.wildcards.model, entry)
+n = min(len(sample), kind.fit_images(entry))
 rows = sample.iloc[np.random.default_rng(seed).choice(len(sample), n, replace=False)]
 
 
@@ -23,6 +24,4 @@ def images():
             continue  # the shard jobs record bad images
 
 
-embedder_class(snakemake.wildcards.model, entry).fit(
-    snakemake.wildcards.model, entry, images(), seed, snakemake.output.state
-)
+kind.fit(snakemake.wildcards.model, entry, images(), seed, snakemake.output.state)

@@ -3,14 +3,14 @@
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
 from cxratlas.analysis.label_noise import label_noise_plot, label_noise_sensitivity
-from cxratlas.io import write_frame
+from cxratlas.io import by_model, write_frame
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 p = snakemake.params
 table, why = label_noise_sensitivity(
-    dict(zip(p.models, snakemake.input.embeddings, strict=True)),
-    dict(zip(p.models, snakemake.input.reduced, strict=True)),
+    by_model(snakemake.input.embeddings),
+    by_model(snakemake.input.reduced),
     snakemake.input.manifest,
     p.noise["finding"],
     p.noise["fractions"],

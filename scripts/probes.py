@@ -4,13 +4,13 @@ import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
 from cxratlas.analysis.plots import probe_plot
 from cxratlas.analysis.probes import run_probes
-from cxratlas.io import write_frame
+from cxratlas.io import by_model, write_frame
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 p = snakemake.params
 table = run_probes(
-    dict(zip(p.models, snakemake.input.embeddings, strict=True)),
+    by_model(snakemake.input.embeddings),
     snakemake.input.manifest,
     findings=p.probes["findings"],
     folds=p.probes["folds"],

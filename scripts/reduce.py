@@ -36,7 +36,7 @@ result = reduce_embeddings(
     inplace=True,  # X is ours: normalise it where it lies
 )
 del X
-write_parquet(reduced_table(ids, result), snakemake.output.reduced)
+write_parquet(reduced_table(ids, result, snakemake.wildcards.model), snakemake.output.reduced)
 peak = peak_rss_mib() - base
 write_json(
     {

@@ -52,8 +52,8 @@ def test_atlas_contract(demo, tmp_path):
     # model a misses image 3 (skipped); model b has every image, in another order
     ids_a = [i for j, i in enumerate(sample.image_id) if j != 3]
     ids_b = list(reversed(sample.image_id))
-    write_parquet(reduced_table(ids_a, _result(11, 4, 0)), tmp_path / "a.parquet")
-    write_parquet(reduced_table(ids_b, _result(12, 4, 1)), tmp_path / "b.parquet")
+    write_parquet(reduced_table(ids_a, _result(11, 4, 0), "a"), tmp_path / "a.parquet")
+    write_parquet(reduced_table(ids_b, _result(12, 4, 1), "b"), tmp_path / "b.parquet")
     summary = build_atlas(
         str(tmp_path / "sample.parquet"),
         str(tmp_path / "manifest.parquet"),

@@ -73,7 +73,7 @@ def test_compare_models_on_reduced_files(tmp_path):
     ):
         r = reduce_embeddings(data[order], k=10, seed=0, min_cluster_size=20)
         paths[name] = tmp_path / f"{name}.parquet"
-        write_parquet(reduced_table([ids[i] for i in order], r), paths[name])
+        write_parquet(reduced_table([ids[i] for i in order], r, name), paths[name])
         emb[name] = tmp_path / f"{name}-emb.parquet"
         write_parquet(embedding_table([ids[i] for i in order], data[order]), emb[name])
     pair, per_model = compare_models(paths, emb, trust={"a": 0.99})

@@ -45,3 +45,22 @@ def test_the_default_config_is_complete_and_valid():
     for section in ("sample", "extract", "reduce", "analysis", "privacy", "atlas"):
         missing = set(SCHEMA["properties"][section]["properties"]) - set(cfg[section])
         assert not missing, f"{section}: {missing} have no default (add them to config.yaml)"
+
+
+def test_the_schema_knows_exactly_the_registered_model_kinds():
+    """One registry holds the kinds; the schema's enum and its per-kind sections follow it."""
+    from cxratlas.embed.models import KINDS
+
+    model = SCHEMA["$defs"]["model"]
+    assert set(model["properties"]["kind"]["enum"]) == set(KINDS)
+    per_kind = {c["if"]["properties"]["kind"]["const"] for c in model["allOf"]}
+    assert per_kind == set(KINDS)
+
+
+def test_the_kind_contract_answers_without_naming_a_kind():
+    from cxratlas.embed.models import needs_fit, reads_images
+
+    assert needs_fit("p", {"kind": "pixels", "pca": 8})
+    assert not needs_fit("p", {"kind": "pixels"}) and not needs_fit("r", {"kind": "timm"})
+    assert not reads_images("c", {"kind": "precomputed", "source": "x.parquet"})
+    assert all(reads_images("m", {"kind": k}) for k in ("pixels", "hf_automodel", "open_clip"))

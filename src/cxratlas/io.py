@@ -106,7 +106,7 @@ def read_manifest(path: str | os.PathLike):
     return cols.tag(pd.read_parquet(path)), cols
 
 
-def reduced_table(image_ids: list[str], result) -> pa.Table:
+def reduced_table(image_ids: list[str], result, model: str) -> pa.Table:
     """The reduced-map contract, one model's reduction as a table: image_id, x, y, neighbors
     (row positions in this table and cosine distances), cluster (-1 noise), outlier, pagerank."""
     n, k = result.knn_idx.shape
@@ -128,7 +128,26 @@ def reduced_table(image_ids: list[str], result) -> pa.Table:
             "outlier": pa.array(result.outlier, pa.float32()),
             "pagerank": pa.array(result.pagerank, pa.float32()),
         }
-    )
+    ).replace_schema_metadata({EMBEDDING_META_KEY: json.dumps({"model": model}).encode()})
+
+
+def model_of(path: str | os.PathLike) -> str:
+    """The model an embedding, shard or reduced-map file holds, as its footer records it."""
+    meta = json.loads((pq.read_schema(path).metadata or {}).get(EMBEDDING_META_KEY, b"{}"))
+    if not meta.get("model"):
+        raise ValueError(f"{path}: records no model name; rerun the job that wrote it")
+    return meta["model"]
+
+
+def by_model(paths) -> dict[str, str]:
+    """Files keyed by the model each records (never by their position in a list)."""
+    out: dict[str, str] = {}
+    for path in paths:
+        model = model_of(path)
+        if model in out:
+            raise ValueError(f"{path} and {out[model]} both hold model {model!r}")
+        out[model] = str(path)
+    return out
 
 
 STORAGE_TYPES = {"float32": pa.float32(), "float16": pa.float16()}

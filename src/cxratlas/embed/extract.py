@@ -79,7 +79,7 @@ def extract_shard(
     t0 = time.perf_counter()
     model = embedder or load_embedder(model_name, entry, state_path=state_path, device=device)
     load_s = time.perf_counter() - t0
-    if hasattr(model, "lookup"):
+    if not model.reads_images:
         return _import_shard(model, rows, shard, out_path, report_path, load_s, storage)
     loader = DataLoader(
         ImageReader(rows, model.preprocess, ImageSource(decoded_path)),

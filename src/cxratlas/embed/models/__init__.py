@@ -35,8 +35,12 @@ def embedder_class(name: str, entry: dict[str, Any]) -> type[Embedder]:
 
 def needs_fit(name: str, entry: dict[str, Any]) -> bool:
     """Whether this model has a fit step on the shared sample before its shards run."""
-    cls = embedder_class(name, entry)
-    return bool(getattr(cls, "needs_fit", lambda e: False)(entry))
+    return embedder_class(name, entry).needs_fit(entry)
+
+
+def reads_images(name: str, entry: dict[str, Any]) -> bool:
+    """Whether this model's shards decode images (and so read the decode cache)."""
+    return embedder_class(name, entry).reads_images
 
 
 def load_embedder(
@@ -45,4 +49,12 @@ def load_embedder(
     return embedder_class(name, entry)(name, entry, state_path=state_path, device=device)
 
 
-__all__ = ["Embedder", "ModelConfigError", "KINDS", "embedder_class", "load_embedder", "needs_fit"]
+__all__ = [
+    "Embedder",
+    "ModelConfigError",
+    "KINDS",
+    "embedder_class",
+    "load_embedder",
+    "needs_fit",
+    "reads_images",
+]

@@ -21,6 +21,27 @@ class Embedder(ABC):
     """
 
     kind: str = ""
+    # The kind's contract, asked by the rules, extraction and ingest (none tests a kind's name):
+    reads_images: bool = True  # False: vectors are looked up (`lookup`), no image is decoded
+
+    @staticmethod
+    def needs_fit(entry: dict[str, Any]) -> bool:
+        """Whether the entry has a fit step on the shared sample before its shards run."""
+        return False
+
+    @staticmethod
+    def fit_images(entry: dict[str, Any]) -> int:
+        """How many sample images the fit step reads (at most)."""
+        return 0
+
+    @classmethod
+    def fit(cls, name: str, entry: dict[str, Any], images, seed: int, out_path) -> None:
+        """Fit the entry's data-dependent state on `images` and save it to `out_path`."""
+        raise NotImplementedError(f"kind {cls.kind!r} has no fit step")
+
+    def lookup(self, rows):
+        """(ids, vectors, skipped, missing) for the sample rows, for a kind that reads no image."""
+        raise NotImplementedError(f"kind {self.kind!r} reads images")
 
     def __init__(self, name: str, entry: dict[str, Any]):
         self.name = name

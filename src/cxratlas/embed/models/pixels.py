@@ -48,6 +48,10 @@ class PixelEmbedder(Embedder):
     def needs_fit(entry: dict[str, Any]) -> bool:
         return bool(entry.get("pca"))
 
+    @staticmethod
+    def fit_images(entry: dict[str, Any]) -> int:
+        return int(entry.get("pca_fit_n", 2000))
+
     @classmethod
     def fit(
         cls,

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 class PrecomputedEmbedder(Embedder):
     kind = "precomputed"
+    reads_images = False
 
     def __init__(
         self, name: str, entry: dict[str, Any], state_path: str | None = None, device: str = "auto"

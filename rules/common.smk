@@ -16,10 +16,13 @@ from cxratlas.ingest.datasets import dataset_specs  # noqa: E402
 from cxratlas.ingest.manifest import snake_case  # noqa: E402
 from cxratlas.ingest.plan import Plan, make_plan  # noqa: E402
 from cxratlas.ingest.presets import kept_columns, preset_inputs  # noqa: E402
+from cxratlas.reduce.backend import job_backend  # noqa: E402
 
 MODELS = list(config["models"])
 DEMO_DIR = "resources/demo"
 DATASETS = dataset_specs(config, DEMO_DIR)
+# the reduce jobs' conda env and GPU request, from the backend table
+REDUCE_BACKEND = job_backend(config["reduce"]["backend"])
 
 
 def _plan():

@@ -9,11 +9,9 @@ rule reduce:
     benchmark:
         "logs/benchmarks/reduce/{model}.tsv"
     conda:
-        "../envs/gpu.yaml"
-        if config["reduce"]["backend"] == "gpu"
-        else "../envs/cpu.yaml"
+        f"../{REDUCE_BACKEND.env}"
     resources:
-        gpu=1 if config["reduce"]["backend"] == "gpu" else 0,
+        gpu=int(REDUCE_BACKEND.gpu),
     params:
         reduce=config["reduce"],
     script:

@@ -6,10 +6,11 @@ from cxratlas.io import read_embeddings, reduced_table, write_json, write_parque
 from cxratlas.logs import setup_logging
 from cxratlas.memory import peak_rss_mib, reset_peak, rss_mib
 from cxratlas.reduce import KnnSettings, reduce_embeddings
+from cxratlas.reduce.backend import job_backend
 
 setup_logging(snakemake.log[0])
 r = snakemake.params.reduce
-if r["backend"] != "gpu":  # load the CPU libraries first, so the peak below is this model's data
+if not job_backend(r["backend"]).gpu:  # load the CPU libraries first: the peak is the data
     import faiss  # noqa: F401
     import sklearn.cluster  # noqa: F401
     import umap  # noqa: F401

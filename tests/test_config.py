@@ -64,3 +64,12 @@ def test_the_kind_contract_answers_without_naming_a_kind():
     assert not needs_fit("p", {"kind": "pixels"}) and not needs_fit("r", {"kind": "timm"})
     assert not reads_images("c", {"kind": "precomputed", "source": "x.parquet"})
     assert all(reads_images("m", {"kind": k}) for k in ("pixels", "hf_automodel", "open_clip"))
+
+
+def test_the_schema_knows_exactly_the_registered_reduce_backends():
+    from cxratlas.reduce.backend import BACKENDS, CHOICES, job_backend
+
+    assert set(SCHEMA["properties"]["reduce"]["properties"]["backend"]["enum"]) == set(CHOICES)
+    assert job_backend("auto") == BACKENDS["cpu"] and job_backend("gpu").gpu
+    for info in BACKENDS.values():
+        assert (REPO / info.env).is_file()

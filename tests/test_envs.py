@@ -37,6 +37,10 @@ def rule_scripts() -> list[tuple[str, str, str]]:
             name = re.match(r"rule (\w+):", block)
             script = re.search(r'script:\s*\n\s*"\.\./(scripts/[\w.]+)"', block)
             envs = re.findall(r'"\.\./(envs/\w+\.yaml)"', block)
+            if "REDUCE_BACKEND.env" in block:  # the backend table picks it: check every one
+                from cxratlas.reduce.backend import BACKENDS
+
+                envs = [b.env for b in BACKENDS.values()]
             if name and script:
                 for env in envs:  # a rule may pick its env from the config (reduce: cpu/gpu)
                     found.append((name.group(1), script.group(1), env))

@@ -1,24 +1,74 @@
-"""Choose the reduction backend: `reduce.backend: auto | gpu | cpu`."""
+"""The reduction backends, in one table, and the one place `reduce.backend: auto` is resolved.
+
+Every backend implements `ReduceBackend` (pca, umap, hdbscan on a given kNN graph). The table
+gives what the workflow needs to know before a job runs: the conda env of the reduce job, whether
+the job asks the cluster for a GPU, and the kNN engine; rules/reduce.smk asks it, never a name.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Protocol
 
-from cxratlas.reduce.cpu import CPUBackend
+import numpy as np
 
 log = logging.getLogger(__name__)
 
 
-def select_backend(name: str = "auto"):
-    """The backend object; `auto` takes the GPU when cuML and FAISS-GPU see a device."""
+class ReduceBackend(Protocol):
+    """What the reduce pipeline calls; the kNN graph is built before and handed in."""
+
+    name: str
+    gpu: bool
+
+    def pca(self, X: np.ndarray, n_components: int, seed: int, fit_max: int = ...): ...
+
+    def umap(self, X, knn_idx, knn_dist, n_components, min_dist, n_epochs, init, seed): ...
+
+    def hdbscan(self, Y: np.ndarray, min_cluster_size: int, min_samples: int | None): ...
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    env: str  # the reduce job's conda env (--sdm conda)
+    gpu: bool  # the job asks the cluster for one GPU
+    knn: str  # the kNN engine it builds the graph with
+
+
+BACKENDS = {
+    "cpu": BackendInfo("cpu", "envs/cpu.yaml", False, "faiss-cpu: exact, HNSW past exact_max"),
+    "gpu": BackendInfo("gpu", "envs/gpu.yaml", True, "FAISS-GPU: exact, IVF past exact_max"),
+}
+CHOICES = ("auto", *BACKENDS)
+
+
+def job_backend(name: str) -> BackendInfo:
+    """The env and resources of the reduce job for `reduce.backend`. `auto` runs in the CPU job:
+    the node that plans cannot see a compute node's GPU, and the CPU env has no RAPIDS, so
+    `select_backend("auto")` there always takes the CPU. Ask for `gpu` to get a GPU job."""
+    if name not in CHOICES:
+        raise ValueError(f"reduce.backend must be one of {list(CHOICES)}, not {name!r}")
+    return BACKENDS["cpu" if name == "auto" else name]
+
+
+def select_backend(name: str = "auto") -> ReduceBackend:
+    """The backend object at run time; `auto` takes the GPU when cuML and FAISS-GPU see a
+    device in this job's environment (the main venv on a GPU node), else the CPU."""
+    job_backend(name)  # refuses unknown names
     if name == "cpu":
+        from cxratlas.reduce.cpu import CPUBackend
+
         return CPUBackend()
-    if name not in ("auto", "gpu"):
-        raise ValueError(f"reduce.backend must be auto, gpu or cpu, not {name!r}")
     from cxratlas.reduce.gpu import GPUBackend, gpu_available
 
     if name == "gpu":
         return GPUBackend()
     ok, why = gpu_available()
     log.info("reduce.backend auto: %s", "gpu" if ok else f"cpu ({why})")
-    return GPUBackend() if ok else CPUBackend()
+    if ok:
+        return GPUBackend()
+    from cxratlas.reduce.cpu import CPUBackend
+
+    return CPUBackend()

@@ -11,7 +11,7 @@ import _bootstrap  # noqa: E402, F401
 from snakemake.exceptions import WorkflowError  # noqa: E402
 from snakemake.logging import logger  # noqa: E402
 
-from cxratlas.embed.models import needs_fit, reads_images  # noqa: E402
+from cxratlas.embed.models import needs_fit, reads_images, sample_columns  # noqa: E402
 from cxratlas.ingest.datasets import dataset_specs  # noqa: E402
 from cxratlas.ingest.manifest import snake_case  # noqa: E402
 from cxratlas.ingest.plan import Plan, make_plan  # noqa: E402
@@ -30,7 +30,8 @@ def _plan():
     if not workflow.is_main_process:
         return Plan.load()
     try:
-        return make_plan(config, DEMO_DIR, say=logger.warning)
+        extra = sample_columns(config["models"])  # what the models' shards read
+        return make_plan(config, DEMO_DIR, say=logger.warning, extra=extra)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise WorkflowError(

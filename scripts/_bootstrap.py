@@ -9,6 +9,7 @@ with two clones would run the other clone's code. A hook of our own, placed firs
 
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 from pathlib import Path
 
@@ -34,5 +35,6 @@ if not any(isinstance(f, ThisCheckout) for f in sys.meta_path):
     sys.meta_path.insert(0, ThisCheckout())
 # a copy imported before this point (a .pth file, a site hook) is dropped, so ours loads next
 for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
-    if not (getattr(sys.modules[name], "__file__", None) or "").startswith(SRC):
+    where = getattr(sys.modules[name], "__file__", None) or ""
+    if not os.path.realpath(where).startswith(SRC + os.sep):
         del sys.modules[name]

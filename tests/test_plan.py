@@ -172,3 +172,40 @@ def test_pixel_pca_fits_what_a_small_sample_allows(tmp_path):
     model = PixelEmbedder("p", entry, str(tmp_path / "state.npz"))
     assert model.dim == 37
     assert model.embed(np.stack([model.preprocess(i) for i in imgs[:4]])).shape == (4, 37)
+
+
+def test_the_sample_holds_what_embedding_reads_and_no_metadata(archive):
+    folder, table = archive
+    table.assign(pid=[f"p{i // 2}" for i in range(40)]).to_csv(folder / "m.csv", index=False)
+    cfg = _config(folder)
+    cfg["dataset"]["columns"]["patient_id"] = "pid"
+    make_plan(cfg, say=lambda _: None)
+    assert list(pd.read_parquet(SAMPLE_PATH).columns) == ["image_id", "path", "rel_path", "shard"]
+    stamp = os.stat(SAMPLE_PATH).st_mtime_ns
+    cfg["privacy"]["salt"] = "another"  # new patient hashes: not a new sample
+    make_plan(cfg, say=lambda _: None)
+    assert os.stat(SAMPLE_PATH).st_mtime_ns == stamp
+    # a folder of precomputed vectors laid out by patient needs the (hashed) id in the sample
+    from cxratlas.embed.models import sample_columns
+
+    cfg["models"]["cxr_foundation"] = {"kind": "precomputed", "source": str(folder),
+                                       "path_template": "p{patient_id}/{image_id}.npy"}  # fmt: skip
+    assert sample_columns(cfg["models"]) == ("patient_id",)
+    make_plan(cfg, say=lambda _: None, extra=sample_columns(cfg["models"]))
+    assert "patient_id" in pd.read_parquet(SAMPLE_PATH).columns
+
+
+def test_redrawn_demo_images_rewrite_the_sample(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["dataset"]["demo"].update(n_images=40)
+    cfg["sample"]["n"] = None
+    make_plan(cfg, say=lambda _: None)
+    stamp = os.stat(SAMPLE_PATH).st_mtime_ns
+    make_plan(cfg, say=lambda _: None)
+    assert os.stat(SAMPLE_PATH).st_mtime_ns == stamp
+    cfg["dataset"]["demo"]["image_size"] = 128  # same ids and paths, other pixels
+    make_plan(cfg, say=lambda _: None)
+    assert os.stat(SAMPLE_PATH).st_mtime_ns != stamp
+    (tmp_path / "results/sample/plan.json").write_text('{"key": "x", "from": "another version"}')
+    assert make_plan(cfg, say=lambda _: None).n_images == 40  # an unreadable plan is remade

@@ -101,7 +101,11 @@ def _view(args: argparse.Namespace) -> int:
     # server itself, and no orphan keeps serving every row after we are gone.
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(cmd[0], cmd)
+    try:
+        os.execv(cmd[0], cmd)
+    except OSError as exc:  # a moved venv's broken shebang, say
+        print(f"cxr-atlas view: cannot start {cmd[0]}: {exc}", file=sys.stderr)
+        return 127
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,7 +75,7 @@ def extract_shard(
     """
     if num_workers is None:
         num_workers = auto_workers()
-    rows = sample.loc[sample["shard"] == shard, ["image_id", "path"]].reset_index(drop=True)
+    rows = sample.loc[sample["shard"] == shard].reset_index(drop=True)  # layouts read rel_path
     t0 = time.perf_counter()
     model = embedder or load_embedder(model_name, entry, state_path=state_path, device=device)
     load_s = time.perf_counter() - t0

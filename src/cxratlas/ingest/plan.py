@@ -61,21 +61,23 @@ class Plan:
         write_json(asdict(self), path)
 
 
-def ensure_demo(spec: dict[str, Any]) -> None:
-    """Generate the phantom demo where the plan reads it, once per set of demo settings."""
+def ensure_demo(spec: dict[str, Any]) -> bool:
+    """Generate the phantom demo where the plan reads it, once per set of demo settings; True
+    when the images were (re)drawn, so their embeddings are redone though ids and paths stay."""
     from cxratlas.demo.phantom import generate_demo
 
     root = Path(spec["image_root"])
     settings = {k: spec["demo"][k] for k in ("n_images", "seed", "image_size", "outlier_fraction")}
     stamp = root / "demo.json"
     if stamp.exists() and json.loads(stamp.read_text()) == settings:
-        return
+        return False
     log.warning("generating %d phantom radiographs under %s", settings["n_images"], root)
     generate_demo(root, **settings)
     stamp.write_text(json.dumps(settings, sort_keys=True))
+    return True
 
 
-def _plan_key(config: dict[str, Any], specs: list[dict[str, Any]]) -> str:
+def _plan_key(config: dict[str, Any], specs: list[dict[str, Any]], extra: tuple[str, ...]) -> str:
     """A hash of everything the plan reads: settings, each dataset file's stat, the code."""
     from cxratlas.ingest.presets import preset_inputs
 
@@ -91,6 +93,7 @@ def _plan_key(config: dict[str, Any], specs: list[dict[str, Any]]) -> str:
         "privacy": config["privacy"],
         "sample": config["sample"],
         "shard_size": config["extract"]["shard_size"],
+        "sample_columns": list(extra),
         "files": files,
         "code": code,
     }
@@ -131,7 +134,9 @@ def check_analysis_settings(config: dict[str, Any], findings: tuple[str, ...]) -
             )
 
 
-def _draw(config: dict[str, Any], manifest: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def _draw(
+    config: dict[str, Any], manifest: pd.DataFrame, extra: tuple[str, ...]
+) -> tuple[pd.DataFrame, list[str]]:
     from cxratlas.ingest.sample import draw_sample, n_shards
 
     s, shard_size = config["sample"], config["extract"]["shard_size"]
@@ -148,7 +153,7 @@ def _draw(config: dict[str, Any], manifest: pd.DataFrame) -> tuple[pd.DataFrame,
             f"sample takes all {len(manifest)}, in {n_shards(len(manifest), shard_size)} "
             "shard(s) per model"
         )
-    sample = draw_sample(manifest, s["n"], s["seed"], s["stratify_by"], shard_size)
+    sample = draw_sample(manifest, s["n"], s["seed"], s["stratify_by"], shard_size, extra)
     return sample, notes
 
 
@@ -156,20 +161,23 @@ def make_plan(
     config: dict[str, Any],
     demo_dir: str = "resources/demo",
     say: Callable[[str], None] = log.warning,
+    extra: tuple[str, ...] = (),
 ) -> Plan:
-    """Validate the datasets and (re)write the shared sample if its content changed."""
+    """Validate the datasets and (re)write the shared sample if its content changed. `extra`:
+    manifest columns the models' shards read beyond id and path (the embed registry says)."""
     from cxratlas.ingest.datasets import dataset_specs, ingest_datasets
     from cxratlas.ingest.sample import n_shards
     from cxratlas.io import ManifestColumns, write_frame
 
     specs = dataset_specs(config, demo_dir)
-    for spec in specs:
-        if spec["preset"] == "demo":
-            ensure_demo(spec)
-    key = _plan_key(config, specs)
-    if Path(PLAN_PATH).exists() and Path(SAMPLE_PATH).exists():
-        cached = Plan.load()
-        if cached.key == key:
+    redrawn = any(ensure_demo(spec) for spec in specs if spec["preset"] == "demo")
+    key = _plan_key(config, specs, extra)
+    if not redrawn and Path(PLAN_PATH).exists() and Path(SAMPLE_PATH).exists():
+        try:
+            cached = Plan.load()
+        except (TypeError, ValueError):  # written by another version: make it anew
+            cached = None
+        if cached and cached.key == key:
             check_analysis_settings(config, cached.findings)
             for note in cached.notes:
                 say(note)
@@ -179,9 +187,9 @@ def make_plan(
     manifest, _ = ingest_datasets(quick, config["privacy"])
     columns = ManifestColumns.of(manifest)
     check_analysis_settings(config, columns.findings)
-    sample, notes = _draw(config, manifest)
+    sample, notes = _draw(config, manifest, extra)
     sha = frame_sha(sample)
-    if not _same_table(sample, SAMPLE_PATH):  # unchanged: keep the file and its time stamp
+    if redrawn or not _same_table(sample, SAMPLE_PATH):  # else keep the file and its stamp
         write_frame(sample, SAMPLE_PATH)
         say(f"shared sample of {len(sample)} images written to {SAMPLE_PATH}")
     plan = Plan(

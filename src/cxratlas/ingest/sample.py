@@ -38,6 +38,7 @@ def draw_sample(
     seed: int,
     stratify_by: list[str] | None,
     shard_size: int,
+    extra: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Draw the shared sample and assign shards (`n` above the usable rows takes them all)."""
     rng = np.random.default_rng(seed)
@@ -62,9 +63,11 @@ def draw_sample(
         chosen = rng.choice(total, want, replace=False)
     # Shuffle so every shard mixes strata (similar cost per shard), then number rows.
     chosen = rng.permutation(chosen)
-    # the relative path and ids ride along for precomputed sources laid out like the images
-    extra = ("rel_path", "patient_id", "study_id")
-    keep = ["image_id", "path"] + [c for c in extra if c in manifest.columns]
+    # What embedding depends on, and no more: an id, a path, the manifest's relative path (it
+    # locates precomputed files), and only the ids that a model's file layout names (`extra`),
+    # so a salt or a corrected patient id does not look like a new sample.
+    wanted = ("rel_path", *extra)
+    keep = ["image_id", "path"] + [c for c in dict.fromkeys(wanted) if c in manifest.columns]
     sample = manifest.iloc[chosen][keep].reset_index(drop=True)
     sample["shard"] = (np.arange(len(sample)) // shard_size).astype(np.int32)
     return sample

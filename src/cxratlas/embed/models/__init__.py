@@ -43,6 +43,17 @@ def reads_images(name: str, entry: dict[str, Any]) -> bool:
     return embedder_class(name, entry).reads_images
 
 
+def sample_columns(models: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    """Manifest columns the models' shards read from the sample beyond id and path."""
+    return tuple(
+        dict.fromkeys(
+            c
+            for name, entry in models.items()
+            for c in embedder_class(name, entry).sample_columns(entry)
+        )
+    )
+
+
 def load_embedder(
     name: str, entry: dict[str, Any], state_path: str | None = None, device: str = "auto"
 ) -> Embedder:
@@ -57,4 +68,5 @@ __all__ = [
     "load_embedder",
     "needs_fit",
     "reads_images",
+    "sample_columns",
 ]

@@ -30,6 +30,11 @@ class Embedder(ABC):
         return False
 
     @staticmethod
+    def sample_columns(entry: dict[str, Any]) -> tuple[str, ...]:
+        """Manifest columns beyond id and path that the entry's shards read from the sample."""
+        return ()
+
+    @staticmethod
     def fit_images(entry: dict[str, Any]) -> int:
         """How many sample images the fit step reads (at most)."""
         return 0

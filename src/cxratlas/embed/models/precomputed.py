@@ -32,6 +32,12 @@ class PrecomputedEmbedder(Embedder):
     kind = "precomputed"
     reads_images = False
 
+    @staticmethod
+    def sample_columns(entry: dict[str, Any]) -> tuple[str, ...]:
+        """The ids a folder layout names, e.g. MIMIC's p{patient_id}/s{study_id}."""
+        template = str(entry.get("path_template") or "")
+        return tuple(c for c in ("patient_id", "study_id") if "{" + c in template)
+
     def __init__(
         self, name: str, entry: dict[str, Any], state_path: str | None = None, device: str = "auto"
     ):

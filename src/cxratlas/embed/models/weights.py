@@ -90,14 +90,17 @@ def local_weights(name: str, entry: dict[str, Any], patterns: list[str] | None =
     from huggingface_hub import snapshot_download
 
     repo = str(weights).removeprefix("hf-hub:")
-    try:  # the cache first: no network at all when the weights are already here
-        return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns,
-                                      local_files_only=True))  # fmt: skip
-    except Exception:  # not cached (or only partly): try the Hub
-        pass
+    pinned = bool(revision and COMMIT.match(str(revision)))
+    if pinned or _offline():  # a commit's cache is final: no network when it is here
+        try:
+            return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns,
+                                          local_files_only=True))  # fmt: skip
+        except Exception:  # not cached (or only partly): the Hub, if it can be reached
+            pass
     if _offline():
         raise _how_to_get(name, repo, revision, "HF_HUB_OFFLINE is set")
-    if not hub_reachable():
+    proxied = any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY"))
+    if not proxied and not hub_reachable():  # behind a proxy only the client can tell
         endpoint = os.environ.get("HF_ENDPOINT") or "huggingface.co"
         raise _how_to_get(name, repo, revision, f"{endpoint} cannot be reached from this node")
     try:

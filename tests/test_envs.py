@@ -8,13 +8,13 @@ this a job that imports torch in the torch-free ingest env fails only on a user'
 
 from __future__ import annotations
 
-import ast
 import re
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from test_layout import imported_names
 
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "src"
@@ -61,29 +61,12 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def imports_of(path: Path, module: str) -> tuple[set[str], set[str]]:
+def imports_of(path: Path) -> tuple[set[str], set[str]]:
     """(this package's modules, other top-level packages) that a file imports anywhere."""
-    ours, others = set(), set()
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                target = f"{base}.{node.module}" if node.module else base
-                names = [target] + [f"{target}.{a.name}" for a in node.names]
-            else:
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] == "cxratlas":
-                if _module_file(name):
-                    ours.add(name)
-            elif name.split(".")[0] not in sys.stdlib_module_names | {"_bootstrap"}:
-                others.add(name.split(".")[0])
-    return ours, others
+    names = imported_names(path)
+    ours = {n for n in names if n.split(".")[0] == "cxratlas" and _module_file(n)}
+    others = {n.split(".")[0] for n in names} - {"cxratlas", "_bootstrap"}
+    return ours, others - set(sys.stdlib_module_names)
 
 
 def reached(script: Path) -> dict[str, str]:
@@ -92,7 +75,7 @@ def reached(script: Path) -> dict[str, str]:
     todo, seen = [(script, "script")], set()
     while todo:
         path, module = todo.pop()
-        ours, others = imports_of(path, module)
+        ours, others = imports_of(path)
         for pkg in others:
             out.setdefault(pkg, module)
         for name in ours - seen:

@@ -24,16 +24,20 @@ def modules() -> dict[str, Path]:
     return out
 
 
-def imports(path: Path, known: set[str]) -> set[str]:
+def imported_names(path: Path) -> set[str]:
+    """Every dotted name a file imports, anywhere in it (`a.b` and, for `from a.b import c`,
+    `a.b.c` too, since c may be a module); relative imports are refused by a test below."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        names = []
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
+            found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        found |= {n for n in names if n in known}
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
     return found
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    return imported_names(path) & known
 
 
 def stage(module: str) -> str:

@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from cxratlas.memory import peak_rss_mib, reset_peak, rss_mib  # noqa: E402
-from cxratlas.reduce import KnnSettings, reduce_embeddings  # noqa: E402
+from cxratlas.reduce import KnnSettings, ReduceSettings, reduce_embeddings  # noqa: E402
 from cxratlas.reduce.knn import knn_recall, l2_normalise  # noqa: E402
 from cxratlas.reduce.pipeline import trustworthiness_sample  # noqa: E402
 
@@ -83,8 +83,7 @@ def baseline(X: np.ndarray):
 
 
 def ours(X: np.ndarray, seed: int | None):
-    r = reduce_embeddings(
-        X,
+    settings = ReduceSettings(
         k=K,
         seed=seed,
         pca=128,
@@ -94,8 +93,8 @@ def ours(X: np.ndarray, seed: int | None):
         backend="cpu",
         min_cluster_size=50,
         trust_sample=10,  # scored below with the baseline's subsample, outside the timing
-        inplace=True,  # as the workflow does with the matrix it reads
     )
+    r = reduce_embeddings(X, settings, inplace=True)  # as the workflow does with its matrix
     return r.xy, r.knn_idx, r.cluster
 
 

@@ -27,7 +27,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from cxratlas.demo.phantom import generate_demo  # noqa: E402
-from cxratlas.embed.extract import extract_shard  # noqa: E402
+from cxratlas.embed.extract import ShardFiles, extract_shard  # noqa: E402
 from cxratlas.embed.models import ModelConfigError, load_embedder  # noqa: E402
 from cxratlas.testing import tiny_models  # noqa: E402
 
@@ -126,20 +126,19 @@ def run(name: str, entry: dict, sample: pd.DataFrame, out: Path, device: str) ->
         0,
         name,
         entry,
-        str(out / f"{name}-{device}.parquet"),
-        str(out / f"{name}-{device}.json"),
+        ShardFiles(str(out / f"{name}-{device}.parquet"), str(out / f"{name}-{device}.json")),
         embedder=model,
     )
-    n = rep["embedded"]
+    n = rep.embedded
     return {
         "model": name,
         "device": device,
         "dtype": model.describe().get("dtype"),
-        "dim": rep["dim"],
+        "dim": rep.dim,
         "load_s": round(load_s, 2),
-        "read_img_s": round(n / rep["read_s"], 1) if rep["read_s"] else float("inf"),
-        "infer_img_s": round(n / rep["inference_s"], 1),
-        "bottleneck": "read" if rep["read_s"] > rep["inference_s"] else "inference",
+        "read_img_s": round(n / rep.read_s, 1) if rep.read_s else float("inf"),
+        "infer_img_s": round(n / rep.inference_s, 1),
+        "bottleneck": "read" if rep.read_s > rep.inference_s else "inference",
     }
 
 

@@ -112,8 +112,7 @@ rule label_noise:
         "../envs/cpu.yaml"
     params:
         noise=config["analysis"]["label_noise"],
-        folds=config["analysis"]["probes"]["folds"],
-        min_count=config["analysis"]["probes"]["min_positives"],
+        probes=config["analysis"]["probes"],
         seed=config["analysis"]["seed"],
     script:
         "../scripts/label_noise.py"

@@ -10,7 +10,6 @@ rule thumbnails:
         "../envs/ingest.yaml"
     params:
         size=config["atlas"]["thumbnail_size"],
-        max_skipped_fraction=config["extract"]["max_skipped_fraction"],
     script:
         "../scripts/thumbnails.py"
 

@@ -15,7 +15,6 @@ rule decode_shard:
         "../envs/ingest.yaml"
     params:
         max_side=config["extract"]["decode_cache"],
-        max_skipped_fraction=config["extract"]["max_skipped_fraction"],
     script:
         "../scripts/decode_shard.py"
 
@@ -54,9 +53,6 @@ rule embed_shard:
         "../envs/embed.yaml"
     params:
         entry=model_entry,
-        num_workers=config["extract"]["num_workers"],
-        max_skipped_fraction=config["extract"]["max_skipped_fraction"],
-        device=config["extract"]["device"],
         storage=config["extract"]["storage"],
     script:
         "../scripts/embed_shard.py"

@@ -1,21 +1,16 @@
 """Rule compare: pairwise kNN Jaccard, linear CKA, cluster ARI/NMI; per-model trustworthiness."""
 
-import json
-
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
 from cxratlas.analysis.compare import compare_models
 from cxratlas.analysis.plots import agreement_heatmaps
-from cxratlas.io import by_model, write_frame
+from cxratlas.io import ReduceSummary, by_model, write_frame
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 p = snakemake.params
-trust = {}
-for path in snakemake.input.summaries:  # each summary names its model
-    with open(path) as fh:
-        summary = json.load(fh)
-    trust[summary["model"]] = summary.get("trustworthiness")
+summaries = [ReduceSummary.read(path) for path in snakemake.input.summaries]
+trust = {s.model: s.trustworthiness for s in summaries}  # each summary names its model
 pairs, per_model = compare_models(
     by_model(snakemake.input.reduced),
     by_model(snakemake.input.embeddings),

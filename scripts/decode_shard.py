@@ -12,5 +12,7 @@ write_decode_cache(
     int(snakemake.wildcards.shard),
     snakemake.params.max_side,
     snakemake.output.decoded,
-    max_skipped_fraction=snakemake.params.max_skipped_fraction,
+    max_skipped_fraction=snakemake.config["extract"][
+        "max_skipped_fraction"
+    ],  # not a param: no rerun
 )

@@ -3,22 +3,25 @@
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 import pandas as pd
 
-from cxratlas.embed.extract import extract_shard
+from cxratlas.embed.extract import ExtractSettings, ShardFiles, extract_shard
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-p = snakemake.params
+# how the job runs (workers, device, skip tolerance) comes from the config, not from params:
+# changing it must not re-embed shards that are done. `storage` changes the file, so it is a param.
+settings = ExtractSettings.from_config(
+    snakemake.config["extract"] | {"storage": snakemake.params.storage}
+)
 extract_shard(
     pd.read_parquet(snakemake.input.sample),
     int(snakemake.wildcards.shard),
     snakemake.wildcards.model,
-    p.entry,
-    snakemake.output.shard,
-    snakemake.output.report,
-    state_path=snakemake.input.get("state"),
-    num_workers=p.num_workers,
-    device=p.device,
-    max_skipped_fraction=p.max_skipped_fraction,
-    decoded_path=snakemake.input.get("decoded"),
-    storage=p.storage,
+    snakemake.params.entry,
+    ShardFiles(
+        shard=snakemake.output.shard,
+        report=snakemake.output.report,
+        state=snakemake.input.get("state"),
+        decoded=snakemake.input.get("decoded"),
+    ),
+    settings,
 )

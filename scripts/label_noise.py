@@ -3,6 +3,7 @@
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
 from cxratlas.analysis.label_noise import label_noise_plot, label_noise_sensitivity
+from cxratlas.analysis.probes import ProbeSettings
 from cxratlas.io import by_model, write_frame
 from cxratlas.logs import setup_logging
 
@@ -14,9 +15,7 @@ table, why = label_noise_sensitivity(
     snakemake.input.manifest,
     p.noise["finding"],
     p.noise["fractions"],
-    folds=p.folds,
-    seed=p.seed,
-    min_count=p.min_count,
+    ProbeSettings.from_config({"probes": p.probes, "seed": p.seed}),
 )
 write_frame(table, snakemake.output.table)
 label_noise_plot(table, snakemake.output.figure, why)

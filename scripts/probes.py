@@ -3,7 +3,7 @@
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
 from cxratlas.analysis.plots import probe_plot
-from cxratlas.analysis.probes import run_probes
+from cxratlas.analysis.probes import ProbeSettings, run_probes
 from cxratlas.io import by_model, write_frame
 from cxratlas.logs import setup_logging
 
@@ -13,11 +13,7 @@ table = run_probes(
     by_model(snakemake.input.embeddings),
     snakemake.input.manifest,
     findings=p.probes["findings"],
-    folds=p.probes["folds"],
-    bootstrap=p.probes["bootstrap"],
-    min_positives=p.probes["min_positives"],
-    uncertain=p.probes["uncertain"],
-    seed=p.seed,
+    settings=ProbeSettings.from_config({"probes": p.probes, "seed": p.seed}),
 )
 write_frame(table, snakemake.output.table)
 probe_plot(table, snakemake.output.figure)

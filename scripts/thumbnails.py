@@ -12,6 +12,8 @@ make_thumbnails(
     int(snakemake.wildcards.shard),
     snakemake.params.size,
     snakemake.output.thumbnails,
-    max_skipped_fraction=snakemake.params.max_skipped_fraction,
+    max_skipped_fraction=snakemake.config["extract"][
+        "max_skipped_fraction"
+    ],  # not a param: no rerun
     decoded_path=snakemake.input.get("decoded"),
 )

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from cxratlas.atlas.table import atlas_state, build_atlas
+from cxratlas.atlas.state import atlas_state
+from cxratlas.atlas.table import build_atlas
 from cxratlas.atlas.thumbnails import make_thumbnails
 from cxratlas.ingest.privacy import hash_id, hash_ids
 from cxratlas.io import ManifestColumns, reduced_table, write_frame, write_manifest, write_parquet

@@ -9,7 +9,7 @@ import pytest
 
 from cxratlas.analysis.compare import compare_models, linear_cka
 from cxratlas.io import embedding_table, reduced_table, write_parquet
-from cxratlas.reduce import reduce_embeddings
+from cxratlas.reduce import ReduceSettings, reduce_embeddings
 from cxratlas.reduce.neighbours import agreement, aligned_neighbours, knn_jaccard, knn_kept
 
 
@@ -46,9 +46,12 @@ def test_agreement_separates_a_model_that_sees_differently():
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(6, 16))
     X = centres[rng.integers(0, 6, 300)] + 0.3 * rng.normal(size=(300, 16))
-    same = reduce_embeddings(X.astype(np.float32), k=10, seed=0, min_cluster_size=10).knn_idx
+    same = reduce_embeddings(
+        X.astype(np.float32), ReduceSettings(k=10, seed=0, min_cluster_size=10)
+    ).knn_idx
     shuffled = reduce_embeddings(
-        rng.normal(size=(300, 16)).astype(np.float32), k=10, seed=0, min_cluster_size=10
+        rng.normal(size=(300, 16)).astype(np.float32),
+        ReduceSettings(k=10, seed=0, min_cluster_size=10),
     ).knn_idx
     scores = agreement({"a": same, "b": same.copy(), "noise": shuffled})
     assert scores["a"].mean() > 0.45 and scores["noise"].mean() < 0.1
@@ -71,7 +74,7 @@ def test_compare_models_on_reduced_files(tmp_path):
             np.arange(240)[::-1],
         ),
     ):
-        r = reduce_embeddings(data[order], k=10, seed=0, min_cluster_size=20)
+        r = reduce_embeddings(data[order], ReduceSettings(k=10, seed=0, min_cluster_size=20))
         paths[name] = tmp_path / f"{name}.parquet"
         write_parquet(reduced_table([ids[i] for i in order], r, name), paths[name])
         emb[name] = tmp_path / f"{name}-emb.parquet"

@@ -73,3 +73,22 @@ def test_the_schema_knows_exactly_the_registered_reduce_backends():
     assert job_backend("auto") == BACKENDS["cpu"] and job_backend("gpu").gpu
     for info in BACKENDS.values():
         assert (REPO / info.env).is_file()
+
+
+def test_the_schema_knows_exactly_the_registered_presets():
+    from cxratlas.ingest.presets import PRESETS
+
+    dataset = SCHEMA["$defs"]["dataset"]["properties"]
+    assert set(dataset["preset"]["enum"]) == set(PRESETS)
+    assert all(p.summary for p in PRESETS.values())
+
+
+def test_settings_objects_default_to_the_default_config():
+    """The settings classes carry defaults for callers outside the workflow (tests, benchmarks);
+    they must equal config.yaml's, the one source the workflow reads."""
+    from cxratlas.embed.extract import ExtractSettings
+    from cxratlas.reduce import ReduceSettings
+
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    assert ReduceSettings.from_config(cfg["reduce"]) == ReduceSettings()
+    assert ExtractSettings.from_config(cfg["extract"]) == ExtractSettings()

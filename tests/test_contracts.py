@@ -34,3 +34,25 @@ def test_files_are_paired_by_the_model_they_record_not_by_position(tmp_path):
     write_parquet(pa.table({"image_id": ids}), tmp_path / "anonymous.parquet")
     with pytest.raises(ValueError, match="anonymous.parquet: records no model name"):
         model_of(tmp_path / "anonymous.parquet")
+
+
+def test_the_report_and_summary_contracts_read_back_what_they_wrote(tmp_path):
+    import json
+
+    from cxratlas.io import ReduceSummary, ShardReport
+
+    rep = ShardReport("rad_dino", 3, images=10, embedded=8, dim=768, inference_s=2.0,
+                      skipped=[{"image_id": "x", "reason": "empty file"}])  # fmt: skip
+    rep.write(tmp_path / "r.json")
+    assert ShardReport.read(tmp_path / "r.json") == rep
+    assert json.loads((tmp_path / "r.json").read_text())["images_per_s_inference"] == 4.0
+    quality = {"backend": "cpu", "n": 10, "dim": 768, "knn": {"recall": 0.97},
+               "trustworthiness": 0.91}  # fmt: skip
+    summary = ReduceSummary("rad_dino", 10, 768, clusters=2, noise_fraction=0.1,
+                            quality=quality, memory={"matrix_mib": 1.0},
+                            timings={"knn_s": 1.5, "umap_s": 2.5})  # fmt: skip
+    summary.write(tmp_path / "s.json")
+    flat = json.loads((tmp_path / "s.json").read_text())
+    assert flat["knn"]["recall"] == 0.97 and flat["umap_s"] == 2.5 and flat["model"] == "rad_dino"
+    back = ReduceSummary.read(tmp_path / "s.json")
+    assert back == summary and back.trustworthiness == 0.91

@@ -11,7 +11,7 @@ from PIL import Image
 
 from cxratlas.atlas.thumbnails import make_thumbnails
 from cxratlas.embed.decode_cache import write_decode_cache
-from cxratlas.embed.extract import extract_shard
+from cxratlas.embed.extract import ShardFiles, extract_shard
 from cxratlas.ingest.imaging import ImageSource, load_gray8
 from cxratlas.io import read_embeddings
 
@@ -54,24 +54,26 @@ def test_models_read_the_cache_as_they_read_the_files(demo, tmp_path):
     write_decode_cache(sample, 0, 4096, tmp_path / "full.parquet", workers=1)  # no downsizing
     entry = {"kind": "pixels", "image_size": 24}
     direct = extract_shard(
-        sample, 0, "px", entry, str(tmp_path / "a.parquet"), str(tmp_path / "a.json")
+        sample, 0, "px", entry, ShardFiles(str(tmp_path / "a.parquet"), str(tmp_path / "a.json"))
     )
     cached = extract_shard(
         sample,
         0,
         "px",
         entry,
-        str(tmp_path / "b.parquet"),
-        str(tmp_path / "b.json"),
-        decoded_path=str(tmp_path / "full.parquet"),
+        ShardFiles(
+            str(tmp_path / "b.parquet"),
+            str(tmp_path / "b.json"),
+            decoded=str(tmp_path / "full.parquet"),
+        ),
     )
     ids_a, A, _ = read_embeddings(tmp_path / "a.parquet")
     ids_b, B, _ = read_embeddings(tmp_path / "b.parquet")
     assert ids_a == ids_b and len(ids_a) == 10 and np.array_equal(A, B)  # lossless PNG
     assert (
-        [s["image_id"] for s in cached["skipped"]]
+        [s["image_id"] for s in cached.skipped]
         == ["text"]
-        == [s["image_id"] for s in direct["skipped"]]
+        == [s["image_id"] for s in direct.skipped]
     )
     assert "cannot decode" in json.loads((tmp_path / "b.json").read_text())["skipped"][0]["reason"]
     make_thumbnails(

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cxratlas.embed.extract import extract_shard
-from cxratlas.io import embedding_table, merge_shards, read_embeddings, write_parquet
+from cxratlas.embed.extract import ExtractSettings, ShardFiles, extract_shard
+from cxratlas.io import ShardReport, embedding_table, merge_shards, read_embeddings, write_parquet
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def sample(demo, tmp_path):
 def test_shard_contract_and_bad_images_recorded(sample, tmp_path):
     entry = {"kind": "pixels", "image_size": 16, "batch_size": 5}
     rep = extract_shard(
-        sample, 1, "px", entry, str(tmp_path / "s1.parquet"), str(tmp_path / "s1.json")
+        sample, 1, "px", entry, ShardFiles(str(tmp_path / "s1.parquet"), str(tmp_path / "s1.json"))
     )
     table = pq.read_table(tmp_path / "s1.parquet")
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), 256)
@@ -44,8 +44,10 @@ def test_shard_contract_and_bad_images_recorded(sample, tmp_path):
     ids, X, meta = read_embeddings(tmp_path / "s1.parquet")
     assert ids == sample.loc[sample.shard == 1, "image_id"].tolist()[:8]
     assert X.shape == (8, 256) and meta["model"] == "px" and meta["shard"] == 1
-    report = json.loads((tmp_path / "s1.json").read_text())
-    assert report == rep and report["embedded"] == 8 and report["images"] == 11
+    assert ShardReport.read(tmp_path / "s1.json") == rep
+    report = json.loads((tmp_path / "s1.json").read_text())  # the file, as other tools read it
+    assert report["embedded"] == 8 and report["images"] == 11 and report["missing"] == 0
+    assert report["images_per_s_inference"] == pytest.approx(8 / report["inference_s"])
     reasons = {s["image_id"]: s["reason"] for s in report["skipped"]}
     assert set(reasons) == {"zero", "text", "gone"}
     assert "empty file" in reasons["zero"] and "cannot decode" in reasons["text"]
@@ -66,8 +68,7 @@ def test_failed_shard_leaves_no_file(sample, tmp_path, monkeypatch):
             0,
             "px",
             {"kind": "pixels"},
-            str(tmp_path / "s0.parquet"),
-            str(tmp_path / "s0.json"),
+            ShardFiles(str(tmp_path / "s0.parquet"), str(tmp_path / "s0.json")),
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["text.png", "zero.png"]
 
@@ -82,8 +83,7 @@ def test_nan_embeddings_are_an_error(sample, tmp_path, monkeypatch):
             0,
             "px",
             {"kind": "pixels"},
-            str(tmp_path / "s.parquet"),
-            str(tmp_path / "s.json"),
+            ShardFiles(str(tmp_path / "s.parquet"), str(tmp_path / "s.json")),
         )
     assert not (tmp_path / "s.parquet").exists()
 
@@ -91,11 +91,16 @@ def test_nan_embeddings_are_an_error(sample, tmp_path, monkeypatch):
 def test_hf_shard_through_the_real_loader(sample, tiny_dinov2, tmp_path):
     entry = {"kind": "hf_automodel", "weights": str(tiny_dinov2), "batch_size": 4}
     rep = extract_shard(
-        sample, 0, "rad", entry, str(tmp_path / "h.parquet"), str(tmp_path / "h.json"), device="cpu"
+        sample,
+        0,
+        "rad",
+        entry,
+        ShardFiles(str(tmp_path / "h.parquet"), str(tmp_path / "h.json")),
+        ExtractSettings(device="cpu"),
     )
     ids, X, meta = read_embeddings(tmp_path / "h.parquet")
     assert len(ids) == 12 and X.shape == (12, 32) and meta["kind"] == "hf_automodel"
-    assert rep["skipped"] == [] and np.isfinite(X).all()
+    assert rep.skipped == [] and np.isfinite(X).all()
 
 
 def test_merge_in_shard_order_and_checks(tmp_path):
@@ -126,9 +131,8 @@ def test_mostly_unreadable_shard_fails_and_writes_nothing(sample, tmp_path):
             0,
             "px",
             {"kind": "pixels"},
-            str(tmp_path / "s.parquet"),
-            str(tmp_path / "s.json"),
-            max_skipped_fraction=0.5,
+            ShardFiles(str(tmp_path / "s.parquet"), str(tmp_path / "s.json")),
+            ExtractSettings(max_skipped_fraction=0.5),
         )
     with pytest.raises(TooManyUnreadableError, match="thumbnails of shard 0"):
         make_thumbnails(s, 0, 32, str(tmp_path / "t.parquet"))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
-from cxratlas.reduce import reduce_embeddings
+from cxratlas.reduce import ReduceSettings, reduce_embeddings
 from cxratlas.reduce.knn import KnnSettings, knn_graph, knn_recall, l2_normalise
 from cxratlas.reduce.outliers import knn_outlier_score, knn_pagerank
 
@@ -45,7 +45,9 @@ def test_outlier_score_and_pagerank():
 @pytest.mark.parametrize("space", ["map", "umap"])
 def test_reduce_recovers_planted_clusters_and_outliers(space):
     X, labels = _blobs()
-    r = reduce_embeddings(X, k=15, seed=0, cluster_space=space, cluster_dims=4, min_cluster_size=15)
+    r = reduce_embeddings(
+        X, ReduceSettings(k=15, seed=0, cluster_space=space, cluster_dims=4, min_cluster_size=15)
+    )
     n = len(X)
     assert r.xy.shape == (n, 2) and np.isfinite(r.xy).all()
     assert r.knn_idx.shape == (n, 15) and (r.knn_idx[:, 0] == np.arange(n)).all()
@@ -92,7 +94,8 @@ def test_approximate_knn_past_the_exact_range(method):
 
 def test_pca_before_the_graph_is_reported_and_keeps_structure():
     X, labels = _blobs(d=256)
-    r = reduce_embeddings(X, k=15, seed=0, pca=16, min_cluster_size=15)
+    base = ReduceSettings(k=15, seed=0, min_cluster_size=15)
+    r = reduce_embeddings(X, base.but(pca=16))
     assert r.quality["pca"]["components"] == 16
     assert 0.5 < r.quality["pca"]["explained_variance"] <= 1.0
     inl = labels >= 0
@@ -100,8 +103,8 @@ def test_pca_before_the_graph_is_reported_and_keeps_structure():
     # recall is measured in the original space, so keeping more components raises it,
     # and re-ranking PCA-space candidates in the full space raises it again
     plain = KnnSettings(refine=1)
-    r16 = reduce_embeddings(X, k=15, seed=0, pca=16, knn=plain, min_cluster_size=15)
-    r200 = reduce_embeddings(X, k=15, seed=0, pca=200, knn=plain, min_cluster_size=15)
+    r16 = reduce_embeddings(X, base.but(pca=16, knn=plain))
+    r200 = reduce_embeddings(X, base.but(pca=200, knn=plain))
     assert 0 < r16.quality["knn"]["recall"] < r200.quality["knn"]["recall"] < 1.0
     assert r.quality["knn"]["method"] == "exact+refine3"
     assert r.quality["knn"]["recall"] > r16.quality["knn"]["recall"] + 0.1
@@ -119,9 +122,9 @@ def test_backend_choice_and_the_cpu_path_never_imports_rapids():
         select_backend("gpu")
     code = (
         "import sys, numpy as np\n"
-        "from cxratlas.reduce import reduce_embeddings\n"
+        "from cxratlas.reduce import ReduceSettings, reduce_embeddings\n"
         "reduce_embeddings(np.random.default_rng(0).normal(size=(60, 8)).astype('f4'),"
-        " k=5, backend='cpu', min_cluster_size=5)\n"
+        " ReduceSettings(k=5, backend='cpu', min_cluster_size=5))\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cuml', 'cudf', 'cupy')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -116,6 +116,21 @@ def test_second_run_has_nothing_to_do(repo, demo_run):
     assert "Nothing to be done" in out
 
 
+def test_how_jobs_run_is_not_a_reason_to_re_embed(repo, demo_run):
+    """Workers, device and the skip tolerance change how a shard job runs, not what it writes:
+    they are read from the config by the scripts, not rule params (a param change reruns)."""
+    how = {"num_workers": 1, "device": "cpu", "max_skipped_fraction": 0.2}
+    (demo_run / "how.yaml").write_text(yaml.safe_dump({"extract": how}))
+    out = snakemake(repo, demo_run, "-n", "--configfile", str(demo_run / "test.yaml"),
+                    str(demo_run / "how.yaml")).stdout  # fmt: skip
+    assert "Nothing to be done" in out
+    # while what changes the file does rerun: float16 storage re-embeds every shard
+    (demo_run / "how.yaml").write_text(yaml.safe_dump({"extract": {"storage": "float16"}}))
+    out = snakemake(repo, demo_run, "-n", "--configfile", str(demo_run / "test.yaml"),
+                    str(demo_run / "how.yaml")).stdout  # fmt: skip
+    assert _job_stats(out)["embed_shard"] == 6
+
+
 def test_dry_run_plans_every_shard_and_a_new_model_alone(repo, tmp_path):
     write_config(tmp_path)
     out = snakemake(repo, tmp_path, "-n").stdout
@@ -179,14 +194,14 @@ def test_analyses_track_the_planted_truth(demo_run):
     """Probes on planted findings beat chance widely, clusters and the outlier group gather
     planted structure, and the contact sheets exist."""
     from cxratlas.analysis.enrichment import model_groups
-    from cxratlas.analysis.probes import run_probes
+    from cxratlas.analysis.probes import ProbeSettings, run_probes
 
     probes = pd.read_parquet(demo_run / "results/analysis/probes/probes.parquet")
     assert set(probes["finding"]) >= {"cardiomegaly", "pleural_effusion", "support_devices"}
     assert (probes["auroc"] > 0.75).all() and (probes["ci_low"] > 0.6).all()
     emb = {m: str(demo_run / f"results/embeddings/{m}.parquet") for m in ("pixels_32",)}
     null = run_probes(emb, str(demo_run / "results/manifest.parquet"), ["cardiomegaly"],
-                      bootstrap=200, shuffle_labels=True)  # fmt: skip
+                      ProbeSettings(bootstrap=200), shuffle_labels=True)  # fmt: skip
     assert abs(null["auroc"].iloc[0] - 0.5) < 0.12
     pairs = pd.read_parquet(demo_run / "results/analysis/compare/pairs.parquet")
     assert len(pairs) == 1 and 0 < pairs["jaccard_k"].iloc[0] <= 1 and pairs["ari"].iloc[0] > 0.3

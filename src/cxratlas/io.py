@@ -1,6 +1,14 @@
-"""Parquet and file helpers shared by every stage: atomic writes, the manifest contract (which
-columns are findings and which are user attributes), the reduced-map and embedding-shard
-contracts."""
+"""The data contracts every stage shares, each with one writer and one reader, and atomic writes.
+
+- manifest (`results/ingest/manifest.parquet`): which columns are findings, which attributes;
+- embedding shard and merged embeddings (`results/embeddings/<model>[/shard-<i>].parquet`);
+- shard report (`results/embeddings/<model>/shard-<i>.report.json`): `ShardReport`;
+- reduced map (`results/reduce/<model>/reduced.parquet`): `reduced_table`;
+- reduce summary (`results/reduce/<model>/summary.json`): `ReduceSummary`;
+- atlas (`results/atlas/atlas.parquet`): shared columns, and per model `AtlasModelColumns`.
+
+Every file records the model it holds; `by_model` pairs a rule's inputs by that name.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +18,9 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -228,3 +237,115 @@ def merge_shards(shard_paths: list[str], out_path: str) -> int:
             w.write_table(table)
             rows += table.num_rows
     return rows
+
+
+@dataclass
+class ShardReport:
+    """What one (model, shard) job did. `skipped`: {image_id, reason} per unreadable image;
+    `missing`: sampled images a precomputed source lacks (image models: 0)."""
+
+    model: str
+    shard: int
+    images: int
+    embedded: int
+    dim: int
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    missing: int = 0
+    missing_examples: list[str] = field(default_factory=list)
+    model_load_s: float = 0.0
+    read_s: float = 0.0
+    inference_s: float = 0.0
+    write_s: float = 0.0
+
+    @property
+    def images_per_s_inference(self) -> float | None:
+        return self.embedded / self.inference_s if self.inference_s else None
+
+    def write(self, path: str | os.PathLike) -> None:
+        write_json(asdict(self) | {"images_per_s_inference": self.images_per_s_inference}, path)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> ShardReport:
+        data = json.loads(Path(path).read_text())
+        data.pop("images_per_s_inference", None)  # derived
+        return cls(**data)
+
+
+@dataclass
+class ReduceSummary:
+    """One model's reduction: size, clusters, the quality measured (kNN recall against exact
+    search, trustworthiness, on samples), peak memory and per-step seconds."""
+
+    model: str
+    n: int
+    dim: int
+    clusters: int
+    noise_fraction: float
+    quality: dict[str, Any]  # backend, pca, knn {method, k, recall, ...}, trustworthiness
+    memory: dict[str, float | None]
+    timings: dict[str, float]
+
+    def write(self, path: str | os.PathLike) -> None:
+        # flat on disk: summary["knn"]["recall"], summary["umap_s"]
+        flat = {k: v for k, v in asdict(self).items() if k not in ("quality", "timings")}
+        write_json({**flat, **self.quality, **self.timings}, path)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> ReduceSummary:
+        data = json.loads(Path(path).read_text())
+        own = {k: data.pop(k) for k in ("model", "clusters", "noise_fraction", "memory")}
+        timings = {k: data.pop(k) for k in list(data) if k.endswith("_s")}
+        n, dim = data["n"], data["dim"]
+        return cls(n=n, dim=dim, quality=data, timings=timings, **own)
+
+    @property
+    def trustworthiness(self) -> float | None:
+        return self.quality.get("trustworthiness")
+
+
+@dataclass(frozen=True)
+class AtlasModelColumns:
+    """The atlas columns one model owns (README, "The atlas file"). `neighbors` holds row
+    positions in the atlas file and cosine distances; `cluster` is a string (`c<k>` or
+    `noise`); `agreement` exists when there are two models or more."""
+
+    model: str
+
+    @property
+    def x(self) -> str:
+        return f"x_{self.model}"
+
+    @property
+    def y(self) -> str:
+        return f"y_{self.model}"
+
+    @property
+    def neighbors(self) -> str:
+        return f"neighbors_{self.model}"
+
+    @property
+    def cluster(self) -> str:
+        return f"cluster_{self.model}"
+
+    @property
+    def outlier(self) -> str:
+        return f"outlier_{self.model}"
+
+    @property
+    def pagerank(self) -> str:
+        return f"pagerank_{self.model}"
+
+    @property
+    def agreement(self) -> str:
+        return f"agreement_{self.model}"
+
+
+ATLAS_IMAGE = "thumbnail"  # PNG bytes, one per row
+ATLAS_FINDINGS = "findings"  # list of the findings positive on the image
+ATLAS_AGREEMENT = "agreement"  # mean over models of the per-model agreement
+
+
+def atlas_models(path: str | os.PathLike) -> list[str]:
+    """The models an atlas file holds, in column order."""
+    names = pq.read_schema(path).names
+    return [n[2:] for n in names if n.startswith("x_") and f"y_{n[2:]}" in names]

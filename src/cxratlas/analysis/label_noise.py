@@ -14,7 +14,13 @@ import numpy as np
 import pandas as pd
 
 from cxratlas.analysis.enrichment import enrichment, model_groups
-from cxratlas.analysis.probes import finding_labels, patient_groups, probe_auroc
+from cxratlas.analysis.probes import (
+    ProbeSettings,
+    common_embeddings,
+    finding_labels,
+    patient_groups,
+    probe_auroc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,62 +64,72 @@ def label_noise_sensitivity(
     manifest_path: str,
     finding: str,
     fractions: list[float],
-    folds: int = 5,
-    seed: int = 0,
-    min_count: int = 10,
+    probes: ProbeSettings | None = None,
 ) -> tuple[pd.DataFrame, str]:
-    """(table, why): `finding` may be "auto" (the most balanced one); when none qualifies the
-    table is empty and `why` says so, for the figure and the report."""
-    from sklearn.metrics import normalized_mutual_info_score
+    """(table, why): `finding` may be "auto" (the most balanced one, with at least
+    `probes.min_positives` in each class); when none qualifies the table is empty and `why`
+    says so, for the figure and the report."""
+    from cxratlas.io import read_manifest
 
-    from cxratlas.io import read_embeddings, read_manifest
-
+    s = probes or ProbeSettings()
     manifest, columns = read_manifest(manifest_path)
     manifest = manifest.set_index("image_id")
-    loaded = {m: read_embeddings(p) for m, p in embeddings.items()}
-    common = manifest.index
-    for ids, _, _ in loaded.values():
-        common = common.intersection(ids, sort=False)
-    if finding == AUTO:
-        finding, why = choose_finding(manifest, columns.findings, common, min_count)
-        if finding is None:
-            log.warning("label noise skipped: %s", why)
-            return pd.DataFrame(columns=COLUMNS), why
-    elif finding not in columns.findings:
-        raise KeyError(
-            f"analysis.label_noise.finding {finding!r} is not a finding of the manifest; "
-            f"its findings are {list(columns.findings)}"
-        )
-    else:
-        why = f"{finding}: named in analysis.label_noise.finding"
+    loaded, common = common_embeddings(embeddings)
+    finding, why = _resolve_finding(finding, manifest, columns.findings,
+                                    manifest.index.intersection(common, sort=False),
+                                    s.min_positives)  # fmt: skip
+    if finding is None:
+        log.warning("label noise skipped: %s", why)
+        return pd.DataFrame(columns=COLUMNS), why
     log.info("label noise on %s", why)
     clean = finding_labels(manifest, finding)
     rows = []
     for m, (ids, X, _) in loaded.items():
-        red = pd.read_parquet(reduced[m], columns=["image_id", "cluster", "outlier"])
         keep = pd.Index(ids).intersection(clean.index, sort=False)
-        X = X[pd.Index(ids).get_indexer(keep)]
+        red = pd.read_parquet(reduced[m], columns=["image_id", "cluster", "outlier"])
         red = red.set_index("image_id").loc[keep].reset_index()
+        X = X[pd.Index(ids).get_indexer(keep)]
         groups = patient_groups(manifest, keep).to_numpy()
-        y_clean = clean.loc[keep].to_numpy()
-        masks = model_groups(red, 0.95)
-        masks = {g: v for g, v in masks.items() if g.startswith("c")}
-        for fraction in fractions:
-            y = flip(y_clean, fraction, seed)
-            probe = probe_auroc(X, y, groups, folds=folds, bootstrap=0, seed=seed)
-            enr = enrichment(masks, pd.DataFrame({finding: y}))
-            rows.append(
-                {
-                    "model": m,
-                    "finding": finding,
-                    "fraction": fraction,
-                    "n": len(y),
-                    "probe_auroc": probe["auroc"],
-                    "max_odds_ratio": float(enr["odds_ratio"].max()) if len(enr) else np.nan,
-                    "cluster_nmi": float(normalized_mutual_info_score(y, red["cluster"])),
-                }
-            )
+        rows += _noise_curve(m, finding, X, clean.loc[keep].to_numpy(), groups, red,
+                             fractions, s)  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS), why
+
+
+def _resolve_finding(
+    finding: str, manifest: pd.DataFrame, findings: tuple[str, ...], ids: pd.Index, min_count: int
+) -> tuple[str | None, str]:
+    if finding == AUTO:
+        return choose_finding(manifest, findings, ids, min_count)
+    if finding not in findings:
+        raise KeyError(
+            f"analysis.label_noise.finding {finding!r} is not a finding of the manifest; "
+            f"its findings are {list(findings)}"
+        )
+    return finding, f"{finding}: named in analysis.label_noise.finding"
+
+
+def _noise_curve(model, finding, X, y_clean, groups, red, fractions, s: ProbeSettings) -> list:
+    """One row per fraction: the probe, the strongest cluster enrichment, cluster-label NMI."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    masks = {g: v for g, v in model_groups(red, 0.95).items() if g.startswith("c")}
+    rows = []
+    for fraction in fractions:
+        y = flip(y_clean, fraction, s.seed)
+        probe = probe_auroc(X, y, groups, folds=s.folds, bootstrap=0, seed=s.seed)
+        enr = enrichment(masks, pd.DataFrame({finding: y}))
+        rows.append(
+            {
+                "model": model,
+                "finding": finding,
+                "fraction": fraction,
+                "n": len(y),
+                "probe_auroc": probe["auroc"],
+                "max_odds_ratio": float(enr["odds_ratio"].max()) if len(enr) else np.nan,
+                "cluster_nmi": float(normalized_mutual_info_score(y, red["cluster"])),
+            }
+        )
+    return rows
 
 
 def label_noise_plot(table: pd.DataFrame, out_path: str, why: str = "") -> None:

@@ -9,6 +9,8 @@ labels (-1) are left out by default (CheXpert's "U-Ignore"); missing labels alwa
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,32 +35,25 @@ def _auroc(y: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
 
 
-def probe_auroc(
-    X: np.ndarray,
-    y: np.ndarray,
-    groups: np.ndarray,
-    folds: int = 5,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    C: float = 1.0,
-) -> dict[str, float]:
-    """Out-of-fold AUROC of a logistic-regression probe, with a patient-bootstrap 95% CI."""
+def oof_scores(X: np.ndarray, y: np.ndarray, fold: np.ndarray, C: float = 1.0) -> np.ndarray:
+    """Out-of-fold decision scores of a standardised logistic-regression probe."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    y = np.asarray(y, np.int64)
-    folds = min(folds, int(y.sum()), int((1 - y).sum()), len(np.unique(groups)))
-    if folds < 2:
-        return {"auroc": np.nan, "ci_low": np.nan, "ci_high": np.nan, "folds": folds}
-    fold = patient_folds(groups, y, folds, seed)
     score = np.empty(len(y), np.float64)
-    for f in range(folds):
+    for f in np.unique(fold):
         test = fold == f
         model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
         model.fit(X[~test], y[~test])
         score[test] = model.decision_function(X[test])
-    auroc = _auroc(y, score)
+    return score
+
+
+def patient_bootstrap_ci(
+    y: np.ndarray, score: np.ndarray, groups: np.ndarray, bootstrap: int, seed: int
+) -> tuple[float, float]:
+    """95% CI of the AUROC, resampling patients (all of a patient's images together)."""
     rng = np.random.default_rng(seed)
     patients, inverse = np.unique(groups, return_inverse=True)
     members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
@@ -69,7 +64,26 @@ def probe_auroc(
         if not np.isnan(value):
             boots.append(value)
     low, high = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
-    return {"auroc": auroc, "ci_low": float(low), "ci_high": float(high), "folds": folds}
+    return float(low), float(high)
+
+
+def probe_auroc(
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    folds: int = 5,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    C: float = 1.0,
+) -> dict[str, float]:
+    """Out-of-fold AUROC of a logistic-regression probe, with a patient-bootstrap 95% CI."""
+    y = np.asarray(y, np.int64)
+    folds = min(folds, int(y.sum()), int((1 - y).sum()), len(np.unique(groups)))
+    if folds < 2:
+        return {"auroc": np.nan, "ci_low": np.nan, "ci_high": np.nan, "folds": folds}
+    score = oof_scores(X, y, patient_folds(groups, y, folds, seed), C)
+    low, high = patient_bootstrap_ci(y, score, groups, bootstrap, seed)
+    return {"auroc": _auroc(y, score), "ci_low": low, "ci_high": high, "folds": folds}
 
 
 def patient_groups(manifest: pd.DataFrame, ids: pd.Index) -> pd.Series:
@@ -88,71 +102,75 @@ def finding_labels(manifest: pd.DataFrame, finding: str, uncertain: str = "ignor
     return values[values.isin([0, 1])].astype(np.int64)
 
 
-def run_probes(
-    embeddings: dict[str, str],
-    manifest_path: str,
-    findings: list[str] | None = None,
-    folds: int = 5,
-    bootstrap: int = 1000,
-    min_positives: int = 10,
-    uncertain: str = "ignore",
-    seed: int = 0,
-    shuffle_labels: bool = False,
-) -> pd.DataFrame:
-    """One row per (finding, model). `shuffle_labels` permutes labels across patients: the
-    chance-level control."""
-    from cxratlas.io import read_embeddings, read_manifest
+@dataclass(frozen=True)
+class ProbeSettings:
+    """`analysis.probes` (and `analysis.seed`), built once."""
 
-    manifest, columns = read_manifest(manifest_path)
-    manifest = manifest.set_index("image_id")
-    if findings is None:
-        findings = list(columns.findings)
-    missing = [f for f in findings if f not in manifest.columns]
-    if missing:
-        raise KeyError(f"analysis.probes.findings {missing} are not manifest columns")
+    folds: int = 5  # patient-level cross-validation folds
+    bootstrap: int = 1000  # patient bootstrap resamples for the 95% CI
+    min_positives: int = 10  # findings with fewer positives (or negatives) are skipped
+    uncertain: str = "ignore"  # CheXpert -1: ignore | positive | negative
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, analysis: dict[str, Any]) -> ProbeSettings:
+        p = analysis["probes"]
+        fields = ("folds", "bootstrap", "min_positives", "uncertain")
+        return cls(**{k: p[k] for k in fields}, seed=analysis["seed"])
+
+
+COLUMNS = ["finding", "model", "n", "positives", "patients", "auroc", "ci_low", "ci_high", "folds"]
+
+
+def common_embeddings(embeddings: dict[str, str]) -> tuple[dict[str, tuple], pd.Index]:
+    """Every model's (ids, matrix, meta), and the image ids all of them embedded."""
+    from cxratlas.io import read_embeddings
+
     loaded = {m: read_embeddings(p) for m, p in embeddings.items()}
     common = None
     for ids, _, _ in loaded.values():
         common = pd.Index(ids) if common is None else common.intersection(ids, sort=False)
+    return loaded, common
+
+
+def run_probes(
+    embeddings: dict[str, str],
+    manifest_path: str,
+    findings: list[str] | None = None,
+    settings: ProbeSettings | None = None,
+    shuffle_labels: bool = False,
+) -> pd.DataFrame:
+    """One row per (finding, model). `shuffle_labels` permutes labels across patients: the
+    chance-level control."""
+    from cxratlas.io import read_manifest
+
+    s = settings or ProbeSettings()
+    manifest, columns = read_manifest(manifest_path)
+    manifest = manifest.set_index("image_id")
+    findings = list(columns.findings) if findings is None else findings
+    missing = [f for f in findings if f not in manifest.columns]
+    if missing:
+        raise KeyError(f"analysis.probes.findings {missing} are not manifest columns")
+    loaded, common = common_embeddings(embeddings)
     if "patient_id" not in manifest:
         log.warning("no patient_id column: folds split images, not patients (optimistic AUROC)")
     rows = []
     for finding in findings:
-        labels = finding_labels(manifest, finding, uncertain).reindex(common).dropna()
+        labels = finding_labels(manifest, finding, s.uncertain).reindex(common).dropna()
         n_pos = int(labels.sum())
-        if n_pos < min_positives or len(labels) - n_pos < min_positives:
-            log.warning(
-                "probe %s: %d positives of %d, too few; skipped", finding, n_pos, len(labels)
-            )
+        if n_pos < s.min_positives or len(labels) - n_pos < s.min_positives:
+            log.warning("probe %s: %d positives of %d, too few; skipped",
+                        finding, n_pos, len(labels))  # fmt: skip
             continue
         groups = patient_groups(manifest, labels.index)
         y = labels.to_numpy()
         if shuffle_labels:
-            y = np.random.default_rng(seed).permutation(y)
+            y = np.random.default_rng(s.seed).permutation(y)
         for m, (ids, X, _) in loaded.items():
             Xm = X[pd.Index(ids).get_indexer(labels.index)]
-            result = probe_auroc(Xm, y, groups.to_numpy(), folds, bootstrap, seed)
-            rows.append(
-                {
-                    "finding": finding,
-                    "model": m,
-                    "n": len(y),
-                    "positives": int(y.sum()),
-                    "patients": int(groups.nunique()),
-                    **result,
-                }
-            )
+            result = probe_auroc(Xm, y, groups.to_numpy(), s.folds, s.bootstrap, s.seed)
+            rows.append({"finding": finding, "model": m, "n": len(y), "positives": int(y.sum()),
+                         "patients": int(groups.nunique()), **result})  # fmt: skip
             log.info("probe %s / %s: AUROC %.3f (%.3f-%.3f)", finding, m, result["auroc"],
                      result["ci_low"], result["ci_high"])  # fmt: skip
-    columns = [
-        "finding",
-        "model",
-        "n",
-        "positives",
-        "patients",
-        "auroc",
-        "ci_low",
-        "ci_high",
-        "folds",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=COLUMNS)

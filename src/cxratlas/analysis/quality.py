@@ -3,9 +3,9 @@ gathered from the per-shard reports into one table, a summary and a figure for t
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
+
+from cxratlas.io import ShardReport
 
 # reason text (lower case) -> class, first match wins (messages of imaging, dicom, precomputed)
 REASONS = (
@@ -36,20 +36,19 @@ def skipped_images(dropped_path: str, report_paths: list[str]) -> tuple[pd.DataF
     ]
     counts: dict[str, dict[str, int]] = {}
     for path in report_paths:
-        with open(path) as fh:
-            rep = json.load(fh)
-        total = counts.setdefault(rep["model"], {"images": 0, "skipped": 0})
-        total["images"] += rep["images"]
-        total["skipped"] += len(rep["skipped"])
+        rep = ShardReport.read(path)
+        total = counts.setdefault(rep.model, {"images": 0, "skipped": 0})
+        total["images"] += rep.images
+        total["skipped"] += len(rep.skipped)
         rows += [
             {
                 "stage": "embed",
-                "model": rep["model"],
-                "shard": rep["shard"],
+                "model": rep.model,
+                "shard": rep.shard,
                 "image_id": s["image_id"],
                 "reason": s["reason"],
             }  # fmt: skip
-            for s in rep["skipped"]
+            for s in rep.skipped
         ]
     table = pd.DataFrame(rows, columns=["stage", "model", "shard", "image_id", "reason"])
     table["reason_class"] = table["reason"].map(reason_class)

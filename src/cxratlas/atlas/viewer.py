@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
+from cxratlas.io import ATLAS_IMAGE, AtlasModelColumns, atlas_models
 
 
 class ViewerError(RuntimeError):
@@ -53,16 +53,15 @@ def viewer_command(
             raise ViewerError(f"{path}: {what} not found; run the workflow first (snakemake)")
     state = json.loads(state_path.read_text())
     models = _models(state)
-    columns = set(pq.read_schema(atlas).names)
-    if not models or f"x_{models[0]}" not in columns:
+    if not models or models[0] not in atlas_models(atlas):
         raise ViewerError(
             f"{state_path} does not match {atlas} (no x_<model> column for its views)"
         )
-    m = models[0]
+    c = AtlasModelColumns(models[0])
     cmd = [
         *_executable(), str(atlas),
-        "--x", f"x_{m}", "--y", f"y_{m}", "--neighbors", f"neighbors_{m}",
-        "--image", "thumbnail", "--pagerank", f"pagerank_{m}", "--text", "image_id",
+        "--x", c.x, "--y", c.y, "--neighbors", c.neighbors,
+        "--image", ATLAS_IMAGE, "--pagerank", c.pagerank, "--text", "image_id",
         "--state", str(state_path),
         "--host", host, "--port", str(port), "--no-auto-port",
     ]  # fmt: skip

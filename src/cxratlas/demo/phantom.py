@@ -72,49 +72,67 @@ def draw_phantom(
     s = 1 + rng.normal(0, 0.03)
     u = (u - 0.5 - dx) / s + 0.5
     v = (v - 0.5 - dy) / s + 0.5
-    img = np.zeros((size, size), np.float32)
     heart_scale = (1.38 if cardiomegaly else 1.0) * (1 + rng.normal(0, 0.04))
     if view in ("PA", "AP"):
-        ap = view == "AP"
-        img += 0.55 * _soft(_ellipse(u, v, 0.5, 0.56, 0.43, 0.52))
-        lung_ry = 0.25 if ap else 0.29
-        for side in (-1, 1):
-            lung = _ellipse(u, v, 0.5 + side * 0.18, 0.47, 0.13, lung_ry)
-            img = np.where(lung, 0.16, img)
-            if effusion and (side == 1 or rng.random() < 0.5):
-                level = 0.47 + lung_ry * 0.45 - 0.08 * np.abs(u - (0.5 + side * 0.18))
-                img = np.where(lung & (v > level), 0.5, img)
-        rx = 0.11 * heart_scale * (1.12 if ap else 1.0)
-        img = np.where(_ellipse(u, v, 0.54, 0.62, rx, 0.12 * heart_scale**0.5), 0.72, img)
-        img += 0.2 * _soft(np.abs(u - 0.5) < 0.03)  # spine
-        for i in range(9):  # ribs
-            y0 = 0.2 + i * 0.055
-            curve = y0 + 0.06 * ((u - 0.5) / 0.2) ** 2
-            img += 0.07 * _soft((np.abs(v - curve) < 0.01) & (np.abs(u - 0.5) < 0.32))
-        clav_y = 0.15 if ap else 0.19
-        img += 0.18 * _soft(
-            (np.abs(v - clav_y - 0.1 * np.abs(u - 0.5)) < 0.012) & (np.abs(u - 0.5) < 0.28)
-        )
-        if ap:  # scapulae overlap the lung fields in AP films
-            for side in (-1, 1):
-                img += 0.08 * _soft(_ellipse(u, v, 0.5 + side * 0.33, 0.33, 0.07, 0.12))
+        img = _frontal(u, v, view == "AP", effusion, heart_scale, rng)
     else:
-        img += 0.55 * _soft(_ellipse(u, v, 0.5, 0.56, 0.34, 0.52))
-        lung = _ellipse(u, v, 0.52, 0.46, 0.22, 0.29)
-        img = np.where(lung, 0.2, img)
-        if effusion:
-            img = np.where(lung & (v > 0.62 + 0.05 * (u - 0.52)), 0.5, img)
-        img = np.where(_ellipse(u, v, 0.4, 0.6, 0.12 * heart_scale, 0.13), 0.66, img)
-        for i in range(8):  # vertebral bodies
-            img += 0.25 * _soft(_ellipse(u, v, 0.8, 0.2 + i * 0.085, 0.04, 0.03))
-        img += 0.12 * _soft((u < 0.45) & (v < 0.18))  # arms raised
+        img = _lateral(u, v, effusion, heart_scale)
     if devices:
-        tube = (np.abs(u - (0.5 + 0.04 * v)) < 0.006) & (v < 0.38)
-        img = np.where(tube, 0.97, img)
-        img = np.where((np.abs(u - 0.76) < 0.035) & (np.abs(v - 0.22) < 0.022), 1.0, img)
-        lead = (np.abs(v - (0.22 + (0.76 - u) * 1.1)) < 0.005) & (u > 0.52) & (u < 0.76)
-        img = np.where(lead, 0.9, img)
-    # Vendor rendering: blur, tone curve, offset, noise, burned-in marker.
+        img = _devices(u, v, img)
+    return _render(img, vendor, view == "AP", rng)
+
+
+def _frontal(u, v, ap: bool, effusion: bool, heart_scale: float, rng) -> np.ndarray:
+    img = 0.55 * _soft(_ellipse(u, v, 0.5, 0.56, 0.43, 0.52))
+    lung_ry = 0.25 if ap else 0.29
+    for side in (-1, 1):
+        lung = _ellipse(u, v, 0.5 + side * 0.18, 0.47, 0.13, lung_ry)
+        img = np.where(lung, 0.16, img)
+        if effusion and (side == 1 or rng.random() < 0.5):
+            level = 0.47 + lung_ry * 0.45 - 0.08 * np.abs(u - (0.5 + side * 0.18))
+            img = np.where(lung & (v > level), 0.5, img)
+    rx = 0.11 * heart_scale * (1.12 if ap else 1.0)
+    img = np.where(_ellipse(u, v, 0.54, 0.62, rx, 0.12 * heart_scale**0.5), 0.72, img)
+    img += 0.2 * _soft(np.abs(u - 0.5) < 0.03)  # spine
+    for i in range(9):  # ribs
+        y0 = 0.2 + i * 0.055
+        curve = y0 + 0.06 * ((u - 0.5) / 0.2) ** 2
+        img += 0.07 * _soft((np.abs(v - curve) < 0.01) & (np.abs(u - 0.5) < 0.32))
+    clav_y = 0.15 if ap else 0.19
+    img += 0.18 * _soft(
+        (np.abs(v - clav_y - 0.1 * np.abs(u - 0.5)) < 0.012) & (np.abs(u - 0.5) < 0.28)
+    )
+    if ap:  # scapulae overlap the lung fields in AP films
+        for side in (-1, 1):
+            img += 0.08 * _soft(_ellipse(u, v, 0.5 + side * 0.33, 0.33, 0.07, 0.12))
+    return img
+
+
+def _lateral(u, v, effusion: bool, heart_scale: float) -> np.ndarray:
+    img = 0.55 * _soft(_ellipse(u, v, 0.5, 0.56, 0.34, 0.52))
+    lung = _ellipse(u, v, 0.52, 0.46, 0.22, 0.29)
+    img = np.where(lung, 0.2, img)
+    if effusion:
+        img = np.where(lung & (v > 0.62 + 0.05 * (u - 0.52)), 0.5, img)
+    img = np.where(_ellipse(u, v, 0.4, 0.6, 0.12 * heart_scale, 0.13), 0.66, img)
+    for i in range(8):  # vertebral bodies
+        img += 0.25 * _soft(_ellipse(u, v, 0.8, 0.2 + i * 0.085, 0.04, 0.03))
+    img += 0.12 * _soft((u < 0.45) & (v < 0.18))  # arms raised
+    return img
+
+
+def _devices(u, v, img: np.ndarray) -> np.ndarray:
+    """A tube, a pacemaker box and its lead."""
+    tube = (np.abs(u - (0.5 + 0.04 * v)) < 0.006) & (v < 0.38)
+    img = np.where(tube, 0.97, img)
+    img = np.where((np.abs(u - 0.76) < 0.035) & (np.abs(v - 0.22) < 0.022), 1.0, img)
+    lead = (np.abs(v - (0.22 + (0.76 - u) * 1.1)) < 0.005) & (u > 0.52) & (u < 0.76)
+    return np.where(lead, 0.9, img)
+
+
+def _render(img: np.ndarray, vendor: Vendor, ap: bool, rng) -> np.ndarray:
+    """Vendor rendering: blur, tone curve, offset, noise, burned-in marker."""
+    size = img.shape[0]
     pil = Image.fromarray(np.clip(img * 255, 0, 255).astype(np.uint8))
     img = (
         np.asarray(pil.filter(ImageFilter.GaussianBlur(vendor.blur * size / 256)), np.float32) / 255
@@ -133,7 +151,7 @@ def draw_phantom(
         img[:, :c] = img[:, -c:] = 0.02
     if vendor.annotation_strip:  # burned-in acquisition text along the bottom edge
         img[-m:, m : size - m] = np.where(np.arange(m, size - m) % 6 < 3, 0.95, 0.1)
-    if view == "AP":  # portable films carry a "PORTABLE" marker at the top
+    if ap:  # portable films carry a "PORTABLE" marker at the top
         img[m // 2 : m, size // 2 - 2 * m : size // 2 + 2 * m] = 0.9
     return np.clip(img * 255, 0, 255).astype(np.uint8)
 

@@ -183,7 +183,26 @@ def ingest_manifest(
         raw, source = manifest, source or "manifest"
     else:
         raw, source = read_table(manifest), source or os.fspath(manifest)
-    df = apply_column_map(raw, columns, source)
+    df = _checked_required(apply_column_map(raw, columns, source), raw, source)
+    out = _canonical(df, image_root, keep_columns or [], source)
+    if dicom_tags:
+        _fill_from_dicom(out)
+    out = _normalise_metadata(out)
+    labels = _label_columns(df, label_columns, source)
+    for original, name in labels.items():
+        out[name] = normalise_label(df[original], original, source)
+    exists = _check_image_files(out, source, on_missing_image)
+    dropped = out.loc[~exists, ["image_id", "path"]].assign(reason="image file not found")
+    columns = ManifestColumns(
+        findings=tuple(dict.fromkeys(labels.values())),
+        attributes=tuple(dict.fromkeys(snake_case(c) for c in keep_columns or [])),
+    )
+    kept = columns.tag(out.loc[exists].reset_index(drop=True))
+    return kept, dropped.reset_index(drop=True)
+
+
+def _checked_required(df: pd.DataFrame, raw: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The renamed table, once image_id and path are present, filled and ids unique."""
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ManifestError(
@@ -206,9 +225,13 @@ def ingest_manifest(
             f"{source}: column 'image_id': duplicate id {first!r} "
             f"({int(dup.sum())} rows share ids; first rows {rows.tolist()})"
         )
-
     if df.empty:
         raise ManifestError(f"{source}: no rows")
+    return df
+
+
+def _canonical(df: pd.DataFrame, image_root, keep_columns: list[str], source: str) -> pd.DataFrame:
+    """Id, resolved path, the path as written, the known optional columns and the kept ones."""
     out = pd.DataFrame({"image_id": df["image_id"].astype(str)})
     root = Path(image_root) if image_root else None
     paths = df["path"].astype(str)
@@ -217,14 +240,17 @@ def ingest_manifest(
     for col in OPTIONAL:
         if col in df.columns:
             out[col] = df[col]
-    for col in keep_columns or []:
+    for col in keep_columns:
         if col not in df.columns:
             raise ManifestError(
                 f"{source}: column {col!r} (keep_columns) not found; columns are {list(df.columns)}"
             )
         out[snake_case(col)] = df[col].astype("string").replace("", pd.NA)
-    if dicom_tags:
-        _fill_from_dicom(out)
+    return out
+
+
+def _normalise_metadata(out: pd.DataFrame) -> pd.DataFrame:
+    """View aliases to AP/PA/LATERAL..., age as a number, study date to its year, text ids."""
     if "view_position" in out:
         out["view_position"] = normalise_view(out["view_position"])
     if "age" in out:
@@ -238,19 +264,7 @@ def ingest_manifest(
     for col in ("patient_id", "study_id", "manufacturer", "sex"):
         if col in out:
             out[col] = out[col].astype("string").replace("", pd.NA)
-
-    labels = _label_columns(df, label_columns, source)
-    for original, name in labels.items():
-        out[name] = normalise_label(df[original], original, source)
-
-    exists = _check_image_files(out, source, on_missing_image)
-    dropped = out.loc[~exists, ["image_id", "path"]].assign(reason="image file not found")
-    columns = ManifestColumns(
-        findings=tuple(dict.fromkeys(labels.values())),
-        attributes=tuple(dict.fromkeys(snake_case(c) for c in keep_columns or [])),
-    )
-    kept = columns.tag(out.loc[exists].reset_index(drop=True))
-    return kept, dropped.reset_index(drop=True)
+    return out
 
 
 def _stat_kinds(paths: list[str]) -> np.ndarray:

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 SAMPLE_PATH = "results/sample/sample.parquet"
 PLAN_PATH = "results/sample/plan.json"
 # the modules whose behaviour decides the plan: a change to any of them remakes it
-PLAN_CODE = ("plan.py", "manifest.py", "presets.py", "datasets.py", "sample.py", "privacy.py")
 
 
 class PlanError(ValueError):
@@ -87,7 +86,8 @@ def _plan_key(config: dict[str, Any], specs: list[dict[str, Any]], extra: tuple[
             st = os.stat(f) if os.path.exists(f) else None
             files.append([f, st and st.st_size, st and st.st_mtime_ns])
     here = Path(__file__).parent
-    code = hashlib.sha256(b"".join((here / m).read_bytes() for m in PLAN_CODE)).hexdigest()
+    # the whole ingest stage: a fix to any reader, check or the sampler re-plans
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(here.rglob("*.py")))).hexdigest()
     parts = {
         "datasets": specs,
         "privacy": config["privacy"],

@@ -2,5 +2,6 @@
 
 from cxratlas.reduce.knn import KnnSettings
 from cxratlas.reduce.pipeline import ReduceResult, reduce_embeddings
+from cxratlas.reduce.settings import ReduceSettings
 
-__all__ = ["KnnSettings", "ReduceResult", "reduce_embeddings"]
+__all__ = ["KnnSettings", "ReduceResult", "ReduceSettings", "reduce_embeddings"]

@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from cxratlas.reduce.settings import UmapSettings
+
 log = logging.getLogger(__name__)
 
 
@@ -24,7 +26,7 @@ class ReduceBackend(Protocol):
 
     def pca(self, X: np.ndarray, n_components: int, seed: int, fit_max: int = ...): ...
 
-    def umap(self, X, knn_idx, knn_dist, n_components, min_dist, n_epochs, init, seed): ...
+    def umap(self, X, knn_idx, knn_dist, n_components: int, layout: UmapSettings): ...
 
     def hdbscan(self, Y: np.ndarray, min_cluster_size: int, min_samples: int | None): ...
 

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from cxratlas.reduce.projection import fit_and_project
+from cxratlas.reduce.settings import UmapSettings
 
 
 class CPUBackend:
@@ -27,11 +28,8 @@ class CPUBackend:
         X: np.ndarray,
         knn_idx: np.ndarray,
         knn_dist: np.ndarray,
-        n_components: int = 2,
-        min_dist: float = 0.1,
-        n_epochs: int | None = None,
-        seed: int | None = 42,
-        init: str = "spectral",
+        n_components: int,
+        layout: UmapSettings,
     ) -> np.ndarray:
         """UMAP with metric cosine, fed the kNN graph so it is not searched again. A seed makes
         it reproducible and single-threaded (umap-learn's rule); None runs it in parallel."""
@@ -42,11 +40,11 @@ class CPUBackend:
             n_neighbors=k,
             n_components=n_components,
             metric="cosine",
-            min_dist=min_dist,
-            n_epochs=n_epochs,
-            random_state=seed,
+            min_dist=layout.min_dist,
+            n_epochs=layout.n_epochs,
+            random_state=layout.seed,
             precomputed_knn=(knn_idx, knn_dist, None),
-            init=init if X.shape[0] > n_components + 1 else "random",
+            init=layout.init if X.shape[0] > n_components + 1 else "random",
         )
         with warnings.catch_warnings():
             # No NNDescent search index: we never call transform() on new data.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from cxratlas.reduce.projection import fit_and_project
+from cxratlas.reduce.settings import UmapSettings
 
 
 def gpu_available() -> tuple[bool, str]:
@@ -49,11 +50,8 @@ class GPUBackend:
         X: np.ndarray,
         knn_idx: np.ndarray,
         knn_dist: np.ndarray,
-        n_components: int = 2,
-        min_dist: float = 0.1,
-        n_epochs: int | None = None,
-        seed: int | None = 42,
-        init: str = "spectral",
+        n_components: int,
+        layout: UmapSettings,
     ) -> np.ndarray:
         from cuml.manifold import UMAP
 
@@ -61,10 +59,10 @@ class GPUBackend:
             n_neighbors=knn_idx.shape[1],
             n_components=n_components,
             metric="cosine",
-            min_dist=min_dist,
-            n_epochs=n_epochs,
-            random_state=seed,
-            init=init if init in ("spectral", "random") else "spectral",
+            min_dist=layout.min_dist,
+            n_epochs=layout.n_epochs,
+            random_state=layout.seed,
+            init=layout.init if layout.init in ("spectral", "random") else "spectral",
             precomputed_knn=(knn_idx, knn_dist),  # self first, as cuML requires
             output_type="numpy",
         )

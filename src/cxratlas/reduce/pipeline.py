@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from cxratlas.reduce.backend import select_backend
+from cxratlas.reduce.backend import ReduceBackend, select_backend
 from cxratlas.reduce.knn import (
-    KnnSettings,
     knn_graph,
     knn_recall,
     l2_normalise,
     refine_in_full_space,
 )
 from cxratlas.reduce.outliers import knn_outlier_score, knn_pagerank
+from cxratlas.reduce.settings import ReduceSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,88 +51,100 @@ def trustworthiness_sample(
     return float(trustworthiness(X[rows], Y[rows], n_neighbors=k))
 
 
+class _Steps:
+    """Times each step of one reduction into `timings` and gathers what it measured."""
+
+    def __init__(self, X: np.ndarray, backend: ReduceBackend):
+        self.timings: dict[str, float] = {}
+        self.quality: dict[str, Any] = {
+            "backend": backend.name,
+            "n": int(X.shape[0]),
+            "dim": int(X.shape[1]),
+        }
+        self._t0 = time.perf_counter()
+
+    def done(self, step: str) -> None:
+        now = time.perf_counter()
+        self.timings[f"{step}_s"] = now - self._t0
+        self._t0 = now
+
+
 def reduce_embeddings(
-    X: np.ndarray,
-    k: int = 15,
-    seed: int | None = 42,
-    min_dist: float = 0.1,
-    n_epochs: int | None = None,
-    cluster_space: str = "map",
-    cluster_dims: int = 8,
-    min_cluster_size: int = 10,
-    min_samples: int | None = None,
-    pca: int | None = None,
-    knn: KnnSettings | None = None,
-    backend: str = "auto",
-    init: str = "spectral",
-    trust_sample: int = 2000,
-    inplace: bool = False,
+    X: np.ndarray, settings: ReduceSettings | None = None, inplace: bool = False
 ) -> ReduceResult:
-    """Reduce one model's embeddings. `seed=None` lets UMAP run in parallel (not reproducible).
+    """Reduce one model's embeddings.
 
     `inplace=True` normalises X in its own memory (the caller gives it up), which keeps the peak
     near the matrix plus the graph.
     """
     if X.shape[0] < 3:
         raise ValueError(f"need at least 3 embeddings to reduce, got {X.shape[0]}")
-    if cluster_space not in ("map", "umap"):
-        raise ValueError(f"reduce.cluster.space must be 'map' or 'umap', not {cluster_space!r}")
-    be = select_backend(backend)
-    knn = knn or KnnSettings()
-    rng_seed = 0 if seed is None else seed
-    t: dict[str, float] = {}
-    q: dict[str, Any] = {"backend": be.name, "n": int(X.shape[0]), "dim": int(X.shape[1])}
-    t0 = time.perf_counter()
+    s = settings or ReduceSettings()
+    be = select_backend(s.backend)
+    steps = _Steps(X, be)
+    Xn, Z = _project(X, s, be, steps, inplace)
+    idx, dist = _graph(Xn, Z, s, be, steps)
+    xy = be.umap(Z, idx, dist, 2, s.layout)
+    steps.done("umap")
+    steps.quality["trustworthiness"] = trustworthiness_sample(
+        Xn, xy, s.k, s.trust_sample, s.rng_seed
+    )
+    steps.quality["trustworthiness_sample"] = int(min(s.trust_sample, len(Xn)))
+    steps.done("trust")
+    space = xy
+    if s.cluster_space == "umap":
+        space = be.umap(Z, idx, dist, s.cluster_dims, replace(s.layout, min_dist=0.0))
+    labels = be.hdbscan(space, s.min_cluster_size, s.min_samples)
+    steps.done("cluster")
+    result = ReduceResult(
+        xy, idx, dist, labels, knn_outlier_score(dist), knn_pagerank(idx),
+        steps.timings, steps.quality,
+    )  # fmt: skip
+    _log_result(result)
+    return result
+
+
+def _project(X, s: ReduceSettings, be: ReduceBackend, steps: _Steps, inplace: bool):
+    """(the L2-normalised input, the space the graph is searched in: PCA'd when asked)."""
     Xn = l2_normalise(X, inplace=inplace)
     Z = Xn
-    if pca and pca < X.shape[1] and pca < X.shape[0]:
-        Z, explained = be.pca(Xn, pca, rng_seed)
+    if s.pca and s.pca < X.shape[1] and s.pca < X.shape[0]:
+        Z, explained = be.pca(Xn, s.pca, s.rng_seed)
         Z = l2_normalise(Z, inplace=True)
-        q["pca"] = {"components": int(pca), "explained_variance": explained}
-    t["pca_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+        steps.quality["pca"] = {"components": int(s.pca), "explained_variance": explained}
+    steps.done("pca")
+    return Xn, Z
+
+
+def _graph(Xn, Z, s: ReduceSettings, be: ReduceBackend, steps: _Steps):
+    """The kNN graph, and its recall against exact search in the original space."""
+    k, knn = s.k, s.knn
     if Z is not Xn and knn.refine > 1:
         # candidates from the reduced space, distances and order from the full one
-        cand, _, method = knn_graph(Z, min(len(Z), k * knn.refine), knn, be.gpu, rng_seed)
+        cand, _, method = knn_graph(Z, min(len(Z), k * knn.refine), knn, be.gpu, s.rng_seed)
         idx, dist = refine_in_full_space(Xn, cand, min(k, len(Z)))
         method += f"+refine{knn.refine}"
     else:
-        idx, dist, method = knn_graph(Z, k, knn, gpu=be.gpu, seed=rng_seed)
-    t["knn_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    q["knn"] = {
+        idx, dist, method = knn_graph(Z, k, knn, gpu=be.gpu, seed=s.rng_seed)
+    steps.done("knn")
+    steps.quality["knn"] = {
         "method": method,
         "k": int(idx.shape[1]),
-        "recall": knn_recall(Xn, idx, knn.recall_sample, rng_seed, gpu=be.gpu),
+        "recall": knn_recall(Xn, idx, knn.recall_sample, s.rng_seed, gpu=be.gpu),
         "recall_sample": int(min(knn.recall_sample, len(Xn))),
         "recall_against": "exact cosine search in the original space",
     }
-    t["recall_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    xy = be.umap(Z, idx, dist, 2, min_dist, n_epochs, seed, init)
-    t["umap_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    q["trustworthiness"] = trustworthiness_sample(Xn, xy, k, trust_sample, rng_seed)
-    q["trustworthiness_sample"] = int(min(trust_sample, len(Xn)))
-    t["trust_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    space = xy
-    if cluster_space == "umap":
-        space = be.umap(Z, idx, dist, cluster_dims, 0.0, n_epochs, seed, init)
-    labels = be.hdbscan(space, min_cluster_size, min_samples)
-    t["cluster_s"] = time.perf_counter() - t0
-    result = ReduceResult(xy, idx, dist, labels, knn_outlier_score(dist), knn_pagerank(idx), t, q)
+    steps.done("recall")
+    return idx, dist
+
+
+def _log_result(r: ReduceResult) -> None:
+    q, labels = r.quality, r.cluster
     log.info(
         "reduced %d x %d on %s: kNN %s recall %.3f, trustworthiness %.3f, %d clusters, "
         "%.1f%% noise; %s",
-        X.shape[0],
-        X.shape[1],
-        be.name,
-        method,
-        q["knn"]["recall"],
-        q["trustworthiness"],
-        len(set(labels.tolist()) - {-1}),
+        q["n"], q["dim"], q["backend"], q["knn"]["method"], q["knn"]["recall"],
+        q["trustworthiness"], len(set(labels.tolist()) - {-1}),
         100 * float((labels == -1).mean()),
-        ", ".join(f"{k} {v:.2f}" for k, v in t.items()),
-    )
-    return result
+        ", ".join(f"{k} {v:.2f}" for k, v in r.timings.items()),
+    )  # fmt: skip

@@ -1,0 +1,69 @@
+"""The `reduce` section of the config as settings objects, built once (rules/reduce.smk's
+script, tests and benchmarks all go through `ReduceSettings`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cxratlas.reduce.knn import KnnSettings
+
+
+@dataclass(frozen=True)
+class UmapSettings:
+    """How UMAP lays out a given graph. A seed makes umap-learn reproducible and
+    single-threaded; None runs it in parallel."""
+
+    min_dist: float = 0.1
+    n_epochs: int | None = None
+    seed: int | None = 42
+    init: str = "spectral"  # spectral | pca | random
+
+
+@dataclass(frozen=True)
+class ReduceSettings:
+    """The `reduce` section of the config, built once. `seed=None` lets UMAP run in parallel
+    (not reproducible)."""
+
+    k: int = 15
+    seed: int | None = 42
+    min_dist: float = 0.1
+    n_epochs: int | None = None
+    init: str = "spectral"
+    cluster_space: str = "map"  # map (the 2-D layout) | umap (a low-dimensional UMAP)
+    cluster_dims: int = 8
+    min_cluster_size: int = 10
+    min_samples: int | None = None
+    pca: int | None = None
+    knn: KnnSettings = field(default_factory=KnnSettings)
+    backend: str = "auto"
+    trust_sample: int = 2000
+
+    def __post_init__(self):
+        if self.cluster_space not in ("map", "umap"):
+            raise ValueError(
+                f"reduce.cluster.space must be 'map' or 'umap', not {self.cluster_space!r}"
+            )
+
+    @classmethod
+    def from_config(cls, r: dict[str, Any]) -> ReduceSettings:
+        umap, cluster = r["umap"], r["cluster"]
+        return cls(
+            k=r["k"], seed=r["seed"], pca=r["pca"], backend=r["backend"],
+            trust_sample=r["trust_sample"], knn=KnnSettings(**r["knn"]),
+            min_dist=umap["min_dist"], n_epochs=umap["n_epochs"], init=umap["init"],
+            cluster_space=cluster["space"], cluster_dims=cluster["dims"],
+            min_cluster_size=cluster["min_cluster_size"], min_samples=cluster["min_samples"],
+        )  # fmt: skip
+
+    def but(self, **changes) -> ReduceSettings:
+        """A copy with some settings changed (tests, benchmarks, sweeps)."""
+        return replace(self, **changes)
+
+    @property
+    def layout(self) -> UmapSettings:
+        return UmapSettings(self.min_dist, self.n_epochs, self.seed, self.init)
+
+    @property
+    def rng_seed(self) -> int:
+        return 0 if self.seed is None else self.seed

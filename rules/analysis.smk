@@ -45,6 +45,36 @@ rule compare:
         "../scripts/compare.py"
 
 
+rule disagreement:
+    input:
+        atlas="results/atlas/atlas.parquet",
+        embeddings=expand("results/embeddings/{model}.parquet", model=MODELS),
+    output:
+        images="results/analysis/disagreement/images.parquet",
+        curve="results/analysis/disagreement/curve.parquet",
+        sheet=report(
+            "results/analysis/disagreement/contact_sheet.png",
+            caption="../report/disagreement.rst",
+            category="Cross-model comparison",
+        ),
+        curve_figure=report(
+            "results/analysis/disagreement/curve.png",
+            caption="../report/agreement_curve.rst",
+            category="Cross-model comparison",
+        ),
+    log:
+        "logs/analysis/disagreement.log",
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        models=MODELS,
+        k=config["reduce"]["k"],
+        compare=config["analysis"]["compare"],
+        seed=config["analysis"]["seed"],
+    script:
+        "../scripts/disagreement.py"
+
+
 rule probes:
     input:
         embeddings=expand("results/embeddings/{model}.parquet", model=MODELS),
@@ -92,6 +122,70 @@ rule cluster_report:
         seed=config["analysis"]["seed"],
     script:
         "../scripts/cluster_report.py"
+
+
+rule cluster_stability:
+    input:
+        reduced="results/reduce/{model}/reduced.parquet",
+    output:
+        table="results/analysis/clusters/{model}/stability.parquet",
+        figure=report(
+            "results/analysis/clusters/{model}/stability.png",
+            caption="../report/stability.rst",
+            category="Clusters",
+            subcategory="{model}",
+        ),
+    log:
+        "logs/analysis/clusters/{model}.stability.log",
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        cluster=config["reduce"]["cluster"],
+        max_noise=config["analysis"]["clusters"]["max_noise"],
+    script:
+        "../scripts/cluster_stability.py"
+
+
+rule shortcuts:
+    input:
+        embeddings=expand("results/embeddings/{model}.parquet", model=MODELS),
+        manifest="results/manifest.parquet",
+    output:
+        attributes="results/analysis/shortcuts/attributes.parquet",
+        subgroups="results/analysis/shortcuts/subgroups.parquet",
+        gaps="results/analysis/shortcuts/gaps.parquet",
+        confounding=report(
+            "results/analysis/shortcuts/confounding.tsv",
+            caption="../report/shortcuts_confounding.rst",
+            category="Bias and shortcuts",
+        ),
+        attribute_figure=report(
+            "results/analysis/shortcuts/attributes.png",
+            caption="../report/shortcuts_attributes.rst",
+            category="Bias and shortcuts",
+        ),
+        gap_figure=report(
+            "results/analysis/shortcuts/gaps.png",
+            caption="../report/shortcuts_gaps.rst",
+            category="Bias and shortcuts",
+        ),
+        confounding_figure=report(
+            "results/analysis/shortcuts/confounding.png",
+            caption="../report/shortcuts_confounding.rst",
+            category="Bias and shortcuts",
+        ),
+    log:
+        "logs/analysis/shortcuts.log",
+    benchmark:
+        "logs/benchmarks/analysis/shortcuts.tsv"
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        probes=config["analysis"]["probes"],
+        shortcuts=config["analysis"]["shortcuts"],
+        seed=config["analysis"]["seed"],
+    script:
+        "../scripts/shortcuts.py"
 
 
 rule label_noise:

@@ -94,6 +94,13 @@ def analysis_datasets():
     return []
 
 
+def analysis_disagreement():
+    """Where models disagree, when the run has two models or more."""
+    if len(MODELS) > 1:
+        return ["results/analysis/disagreement/curve.parquet"]
+    return []
+
+
 def analysis_label_noise():
     """The label-noise outputs, unless the step is switched off (finding: null)."""
     if config["analysis"]["label_noise"]["finding"]:

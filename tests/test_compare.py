@@ -90,3 +90,21 @@ def test_compare_models_on_reduced_files(tmp_path):
     t = pq.read_table(paths["rot"])
     nb, rows = aligned_neighbours(t, pd.Index(ids))
     assert (nb[:, 0] == np.arange(240)).all() and (rows == np.arange(240)[::-1]).all()
+
+
+def test_agreement_curve_sizes_and_reference_values():
+    from cxratlas.analysis.disagreement import agreement_curve, curve_sizes
+
+    assert curve_sizes(300, 20_000) == [75, 150, 300]
+    assert curve_sizes(100_000, 20_000) == [1000, 2000, 5000, 10_000, 20_000]
+    assert curve_sizes(3500, 20_000) == [1000, 2000, 3500]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 16)).astype(np.float32)
+    R = np.linalg.qr(rng.normal(size=(16, 16)))[0].astype(np.float32)  # a rotation
+    curve = agreement_curve({"a": X, "rot": X @ R, "noise": rng.normal(size=(400, 16))},
+                            k=10, cap=20_000, seed=0)  # fmt: skip
+    same = curve[(curve.model_a == "a") & (curve.model_b == "rot")]
+    # cosine kNN and linear CKA are invariant to rotation: exactly the same neighbourhoods
+    assert np.allclose(same["mutual_knn_jaccard"], 1.0) and np.allclose(same["cka"], 1.0)
+    other = curve[curve.model_b == "noise"]
+    assert (other["mutual_knn_jaccard"] < 0.15).all() and len(curve) == 9

@@ -26,9 +26,11 @@ def real_run(repo, tmp_path_factory):
             "manifest": str(CXR_REAL / "metadata.csv"),
             "image_root": str(CXR_REAL),
             "columns": {"path": "file"},
+            "keep_columns": ["source_dataset"],
         },
         "sample": {"n": None, "stratify_by": []},
         "extract": {"shard_size": 200},
+        "analysis": {"shortcuts": {"site": "source_dataset"}},
     }
     (workdir / "test.yaml").write_text(yaml.safe_dump(cfg))
     snakemake(repo, workdir)
@@ -62,3 +64,22 @@ def test_real_atlas_separates_lateral_films(real_run):
         assert np.isfinite(atlas[f"x_{model}"]).all()
     assert set(atlas["pneumonia"]) == {"positive", "negative", "not_mentioned"}
     assert "patient_id" not in atlas.columns
+
+
+def test_real_pneumonia_is_flagged_as_a_collection_shortcut(real_run):
+    """Pneumonia is 290 of 309 COVID-collection images and 8 of 171 NIH ones: a probe that finds
+    the collection finds "pneumonia". The audit must say so."""
+    out = real_run / "results/analysis/shortcuts"
+    table = pd.read_csv(out / "confounding.tsv", sep="\t")
+    pneumonia = table[table["finding"] == "pneumonia"]
+    assert len(pneumonia) == 2 and pneumonia["flagged"].all(), pneumonia
+    assert (pneumonia["metadata_auroc"] > 0.8).all()  # the collection alone predicts it
+    assert (pneumonia["within_site_auroc"] < pneumonia["pooled_auroc"]).all()
+    # a probe at chance has nothing to explain: not flagged, and the reason says why
+    chance = table[table["pooled_ci_low"] <= 0.5]
+    assert len(chance) and not chance["flagged"].any()
+    assert chance["reason"].str.contains("not above chance").all()
+    attrs = pd.read_parquet(out / "attributes.parquet").set_index(["model", "attribute"])
+    for model in ("pixels_32", "pixels_64_pca"):
+        assert attrs.at[(model, "source_dataset"), "value"] > 0.7  # the collection is decoded
+        assert abs(attrs.at[(model, "source_dataset"), "control"] - 0.5) < 0.1

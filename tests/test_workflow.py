@@ -19,7 +19,8 @@ from sklearn.metrics import adjusted_rand_score, roc_auc_score
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # a new model also reruns the cross-model analyses and gets its own cluster report
-ANALYSIS = {"compare": 1, "probes": 1, "cluster_report": 1, "label_noise": 1, "quality": 1}
+ANALYSIS = {"compare": 1, "disagreement": 1, "probes": 1, "shortcuts": 1, "cluster_report": 1,
+            "cluster_stability": 1, "label_noise": 1, "quality": 1}  # fmt: skip
 
 
 def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True):
@@ -198,7 +199,8 @@ def test_analyses_track_the_planted_truth(demo_run):
 
     probes = pd.read_parquet(demo_run / "results/analysis/probes/probes.parquet")
     assert set(probes["finding"]) >= {"cardiomegaly", "pleural_effusion", "support_devices"}
-    assert (probes["auroc"] > 0.75).all() and (probes["ci_low"] > 0.6).all()
+    drawn = probes[probes["finding"] != "pneumonia"]  # the planted shortcut: see the audit test
+    assert (drawn["auroc"] > 0.75).all() and (drawn["ci_low"] > 0.6).all()
     emb = {m: str(demo_run / f"results/embeddings/{m}.parquet") for m in ("pixels_32",)}
     null = run_probes(emb, str(demo_run / "results/manifest.parquet"), ["cardiomegaly"],
                       ProbeSettings(bootstrap=200), shuffle_labels=True)  # fmt: skip
@@ -223,11 +225,60 @@ def test_analyses_track_the_planted_truth(demo_run):
     )
 
 
+def test_the_audit_flags_the_planted_shortcut_and_not_the_drawn_findings(demo_run):
+    """The demo's pneumonia label follows the vendor and is never drawn; cardiomegaly, effusion
+    and devices are drawn. Phantoms carry view and vendor in their pixels, never sex."""
+    out = demo_run / "results/analysis/shortcuts"
+    table = pd.read_csv(out / "confounding.tsv", sep="\t").set_index(["finding", "model"])
+    for model in ("pixels_32", "pixels_64_pca"):
+        assert table.at[("pneumonia", model), "flagged"], table.loc["pneumonia"]
+        assert "within-manufacturer" in table.at[("pneumonia", model), "reason"]
+        for drawn in ("cardiomegaly", "pleural_effusion"):
+            assert not table.at[(drawn, model), "flagged"]
+            assert table.at[(drawn, model), "within_site_auroc"] > 0.8
+        assert table.at[("pneumonia", model), "site"] == "manufacturer"
+    attrs = pd.read_parquet(out / "attributes.parquet").set_index(["model", "attribute"])
+    for model in ("pixels_32", "pixels_64_pca"):
+        assert attrs.at[(model, "view_position"), "value"] > 0.9
+        assert attrs.at[(model, "manufacturer"), "value"] > 0.9
+        assert abs(attrs.at[(model, "sex"), "value"] - 0.5) < 0.1  # nothing drawn by sex
+        assert abs(attrs.at[(model, "manufacturer"), "control"] - 0.5) < 0.1
+    gaps = pd.read_parquet(out / "gaps.parquet")
+    assert {"view_position", "manufacturer", "sex"} <= set(gaps["attribute"])
+    subgroups = pd.read_parquet(out / "subgroups.parquet")
+    views = subgroups[subgroups["attribute"] == "view_position"]
+    assert {"AP", "PA"} <= set(views["group"])  # AP and PA reported apart
+    atlas = pq.read_schema(demo_run / "results/atlas/atlas.parquet").names
+    assert {"age_band", "sex", "manufacturer", "view_position"} <= set(atlas)
+
+
+def test_where_models_disagree_and_whether_clusters_are_stable(demo_run):
+    atlas = pq.read_table(demo_run / "results/atlas/atlas.parquet").to_pandas()
+    pair = atlas["agreement_pixels_32_vs_pixels_64_pca"]
+    assert pair.between(0, 1).all() and pair.std() > 0
+    out = demo_run / "results/analysis/disagreement"
+    images = pd.read_parquet(out / "images.parquet")
+    assert len(images) == 12 and images["agreement"].is_monotonic_increasing
+    assert images["agreement"].max() <= atlas["agreement"].quantile(0.2)  # the least agreed
+    assert (atlas["image_id"].to_numpy()[images["row"]] == images["image_id"]).all()
+    sheet = Image.open(out / "contact_sheet.png")
+    assert sheet.size[1] >= 12 * 96 and sheet.size[0] >= 9 * 96  # image + 4 per model
+    curve = pd.read_parquet(out / "curve.parquet")
+    assert curve["n"].tolist() == [75, 150, 300]  # quarter, half, all of a 300-image run
+    assert curve["mutual_knn_jaccard"].between(0, 1).all() and curve["cka"].between(0, 1).all()
+    for model in ("pixels_32", "pixels_64_pca"):
+        sweep = pd.read_parquet(demo_run / f"results/analysis/clusters/{model}/stability.parquet")
+        at = sweep.set_index("min_cluster_size")
+        assert at.at[10, "configured"] and at.at[10, "ari_with_workflow"] == 1.0
+        assert len(sweep) >= 6 and sweep["noise_share"].between(0, 1).all()
+
+
 def test_html_report_holds_the_analyses_with_captions(repo, demo_run):
     snakemake(repo, demo_run, "--report", "report.html")
     html = (demo_run / "report.html").read_text(errors="replace")
     for text in ("Cross-model comparison", "Linear probes", "contact_sheet.png", "patient-level",
-                 "Data quality", "skipped.png", "summary.tsv"):  # fmt: skip
+                 "Data quality", "skipped.png", "summary.tsv", "Bias and shortcuts",
+                 "confounding.png", "Is it the disease or the site?"):  # fmt: skip
         assert text in html, text
 
 

@@ -345,6 +345,12 @@ ATLAS_FINDINGS = "findings"  # list of the findings positive on the image
 ATLAS_AGREEMENT = "agreement"  # mean over models of the per-model agreement
 
 
+def pair_agreement_column(a: str, b: str) -> str:
+    """Per image, the Jaccard overlap of models a's and b's neighbour sets (a before b in the
+    run's model order)."""
+    return f"agreement_{a}_vs_{b}"
+
+
 def atlas_models(path: str | os.PathLike) -> list[str]:
     """The models an atlas file holds, in column order."""
     names = pq.read_schema(path).names

@@ -28,3 +28,10 @@ def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> Non
     logging.getLogger("cxratlas").info(
         "host %s%s", socket.gethostname(), f", slurm job {job}" if job else ""
     )
+
+
+def alert(log: logging.Logger, message: str, *args) -> None:
+    """A finding the user must see (a flagged shortcut, a quality figure below its target): in
+    the rule's log and on the console Snakemake prints, which the job's log file replaced."""
+    log.warning(message, *args)
+    print(f"WARNING: {message % args if args else message}", file=sys.__stderr__, flush=True)

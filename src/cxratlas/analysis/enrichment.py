@@ -15,9 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-AGE_BANDS = [0, 20, 40, 60, 80, 200]
-AGE_NAMES = ["<20", "20-39", "40-59", "60-79", "80+"]
-DESCRIBE = ("dataset", "view_position", "manufacturer", "sex", "age_band")
+from cxratlas.subgroups import BUILT_IN, age_band
 
 
 def model_groups(reduced: pd.DataFrame, outlier_quantile: float = 0.95) -> dict[str, np.ndarray]:
@@ -110,13 +108,11 @@ def describe_groups(
     sex, age band and each of the user's attributes (a site, source, race column...)."""
     meta = meta.copy()
     if "age" in meta:
-        meta["age_band"] = pd.cut(
-            pd.to_numeric(meta["age"], errors="coerce"), AGE_BANDS, right=False, labels=AGE_NAMES
-        ).astype("string")
+        meta["age_band"] = age_band(meta["age"])
     rows = []
     for group, mask in membership.items():
         row: dict = {"group": group, "size": int(mask.sum())}
-        for col in dict.fromkeys((*DESCRIBE, *attributes)):
+        for col in dict.fromkeys((*BUILT_IN, *attributes)):
             if col not in meta:
                 continue
             counts = meta.loc[mask, col].astype("string").fillna("unknown").value_counts()

@@ -51,16 +51,23 @@ def oof_scores(X: np.ndarray, y: np.ndarray, fold: np.ndarray, C: float = 1.0) -
 
 
 def patient_bootstrap_ci(
-    y: np.ndarray, score: np.ndarray, groups: np.ndarray, bootstrap: int, seed: int
+    y: np.ndarray,
+    score: np.ndarray,
+    groups: np.ndarray,
+    bootstrap: int,
+    seed: int,
+    metric=None,
 ) -> tuple[float, float]:
-    """95% CI of the AUROC, resampling patients (all of a patient's images together)."""
+    """95% CI of `metric(y, score)` (default AUROC), resampling patients (all of a patient's
+    images together); resamples where the metric is undefined are left out."""
+    metric = metric or _auroc
     rng = np.random.default_rng(seed)
     patients, inverse = np.unique(groups, return_inverse=True)
     members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
     boots = []
     for _ in range(bootstrap):
         pick = np.concatenate([members[p] for p in rng.integers(0, len(patients), len(patients))])
-        value = _auroc(y[pick], score[pick])
+        value = metric(y[pick], score[pick])
         if not np.isnan(value):
             boots.append(value)
     low, high = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)

@@ -8,7 +8,7 @@ from typing import Any
 
 from cxratlas.io import ATLAS_AGREEMENT, ATLAS_FINDINGS, ATLAS_IMAGE, AtlasModelColumns
 
-COUNT_FIELDS = ("dataset", "view_position", "manufacturer")
+COUNT_FIELDS = ("dataset", "view_position", "manufacturer", "sex", "age_band")
 
 
 def atlas_state(

@@ -8,6 +8,7 @@ are strings and no column is dictionary-encoded, so every one is chartable.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -23,11 +24,13 @@ from cxratlas.io import (
     ATLAS_FINDINGS,
     ATLAS_IMAGE,
     AtlasModelColumns,
+    pair_agreement_column,
     read_manifest,
     write_json,
     write_parquet,
 )
-from cxratlas.reduce.neighbours import agreement, aligned_neighbours
+from cxratlas.reduce.neighbours import agreement, aligned_neighbours, knn_jaccard
+from cxratlas.subgroups import age_band
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +131,8 @@ def _metadata(meta: pd.DataFrame, allowed: list[str], ids_hashed: bool) -> dict[
         values = meta[col]
         if col == "age":
             cols[col] = pa.array(values.astype("Float32").round().astype("Int16"), pa.int16())
+            # the audit's bands, so a map can be coloured by them
+            cols["age_band"] = pa.array(age_band(values).fillna("unknown").tolist(), pa.string())
         elif col == "study_year":
             cols[col] = pa.array(values.astype("Int16"), pa.int16())
         elif col in ID_COLUMNS and ids_hashed:
@@ -182,7 +187,11 @@ def _model_columns(
 def _agreement(tables: dict[str, pa.Table], ids: list[str]) -> dict[str, pa.Array]:
     """How much of each point's neighbourhood the other models keep, per model and averaged."""
     common = pd.Index(ids)
-    per_model = agreement({m: aligned_neighbours(t, common)[0] for m, t in tables.items()})
+    nbrs = {m: aligned_neighbours(t, common)[0] for m, t in tables.items()}
+    per_model = agreement(nbrs)
     cols = {AtlasModelColumns(m).agreement: pa.array(s, pa.float32()) for m, s in per_model.items()}
     cols[ATLAS_AGREEMENT] = pa.array(np.mean(list(per_model.values()), axis=0), pa.float32())
+    for a, b in itertools.combinations(nbrs, 2):  # where exactly two models part ways
+        jaccard = knn_jaccard(nbrs[a], nbrs[b]).astype(np.float32)
+        cols[pair_agreement_column(a, b)] = pa.array(jaccard, pa.float32())
     return cols

@@ -26,7 +26,12 @@ LABELS = {
     "cardiomegaly": "Cardiomegaly",
     "effusion": "Pleural Effusion",
     "support_devices": "Support Devices",
+    "pneumonia": "Pneumonia",  # the planted shortcut: labelled, never drawn (see below)
 }
+# Pneumonia is never drawn; its label follows the vendor (60% on this one, 5% on the others),
+# as a finding that co-occurs with a site does. The audit must flag it and not the drawn ones.
+SHORTCUT_VENDOR = "Carestream"
+SHORTCUT_RATES = (0.6, 0.05)
 
 
 @dataclass(frozen=True)
@@ -222,6 +227,9 @@ def make_demo_metadata(n_images: int, seed: int, outlier_fraction: float) -> pd.
     df["gt_outlier_kind"] = ""
     df.loc[out_idx, "gt_outlier"] = 1
     df.loc[out_idx, "gt_outlier_kind"] = [OUTLIER_KINDS[i % 3] for i in range(n_out)]
+    rate = np.where(df["manufacturer"] == SHORTCUT_VENDOR, *SHORTCUT_RATES)
+    # its own stream: the images and the other labels stay as they were before it was planted
+    df["gt_pneumonia"] = (np.random.default_rng([seed, 1]).random(len(df)) < rate).astype(int)
     for key, column in LABELS.items():
         df[column] = [_label_value(bool(t), rng) for t in df[f"gt_{key}"]]
     no_finding = df[[f"gt_{k}" for k in LABELS]].sum(axis=1) == 0

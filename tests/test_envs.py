@@ -25,8 +25,9 @@ PROVIDES = {"pytorch": "torch", "pillow": "PIL", "scikit-learn": "sklearn", "pyy
             "cuml": "cuml", "pytorch-gpu": "torch", "matplotlib-base": "matplotlib"}  # fmt: skip
 ALWAYS = {"snakemake"}  # the job's own runner, in every env Snakemake builds
 # reached, but only run once a guard passed: reduce's `auto` imports the GPU backend only
-# after gpu_available() found cuML importable (it is not, in envs/cpu.yaml)
-GUARDED = {("envs/cpu.yaml", "cuml")}
+# after gpu_available() found cuML importable (it is not, in envs/cpu.yaml); torch's kNN only
+# on a GPU without FAISS-GPU (knn.exact_search with gpu=True, which the CPU path never passes)
+GUARDED = {("envs/cpu.yaml", "cuml"), ("envs/cpu.yaml", "torch")}
 
 
 def rule_scripts() -> list[tuple[str, str, str]]:

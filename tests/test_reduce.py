@@ -95,14 +95,14 @@ def test_approximate_knn_past_the_exact_range(method):
 def test_pca_before_the_graph_is_reported_and_keeps_structure():
     X, labels = _blobs(d=256)
     base = ReduceSettings(k=15, seed=0, min_cluster_size=15)
-    r = reduce_embeddings(X, base.but(pca=16))
+    r = reduce_embeddings(X, base.but(pca=16, knn=KnnSettings(target_recall=0)))
     assert r.quality["pca"]["components"] == 16
     assert 0.5 < r.quality["pca"]["explained_variance"] <= 1.0
     inl = labels >= 0
     assert adjusted_rand_score(labels[inl], r.cluster[inl]) > 0.9
     # recall is measured in the original space, so keeping more components raises it,
     # and re-ranking PCA-space candidates in the full space raises it again
-    plain = KnnSettings(refine=1)
+    plain = KnnSettings(refine=1, target_recall=0)  # the configured effort, untuned
     r16 = reduce_embeddings(X, base.but(pca=16, knn=plain))
     r200 = reduce_embeddings(X, base.but(pca=200, knn=plain))
     assert 0 < r16.quality["knn"]["recall"] < r200.quality["knn"]["recall"] < 1.0

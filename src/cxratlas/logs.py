@@ -25,9 +25,11 @@ def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> Non
     logging.captureWarnings(True)
     # Which node and Slurm job wrote this log: the first thing to check when a shard misbehaves.
     job = os.environ.get("SLURM_JOB_ID")
-    logging.getLogger("cxratlas").info(
-        "host %s%s", socket.gethostname(), f", slurm job {job}" if job else ""
-    )
+    array = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    where = f", slurm job {job}" if job else ""
+    if job and all(array):  # the id squeue, scancel and Snakemake use for an array task
+        where += f", array task {array[0]}_{array[1]}"
+    logging.getLogger("cxratlas").info("host %s%s", socket.gethostname(), where)
 
 
 def alert(log: logging.Logger, message: str, *args) -> None:

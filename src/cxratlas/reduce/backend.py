@@ -41,7 +41,9 @@ class BackendInfo:
 
 BACKENDS = {
     "cpu": BackendInfo("cpu", "envs/cpu.yaml", False, "faiss-cpu: exact, HNSW past exact_max"),
-    "gpu": BackendInfo("gpu", "envs/gpu.yaml", True, "FAISS-GPU: exact, IVF past exact_max"),
+    "gpu": BackendInfo(
+        "gpu", "envs/gpu.yaml", True, "FAISS-GPU: exact, IVF past exact_max; else torch exact"
+    ),
 }
 CHOICES = ("auto", *BACKENDS)
 

@@ -1,8 +1,8 @@
 """The GPU backend: cuML PCA, cuML UMAP on the FAISS graph, cuML HDBSCAN (RAPIDS).
 
 Imported only when the GPU backend is chosen, so the CPU path never needs RAPIDS. The kNN graph
-itself comes from FAISS on the GPU (knn.py, gpu=True) and is handed to cuML as
-`precomputed_knn`, so UMAP does not search again.
+itself comes from FAISS on the GPU (knn.py, gpu=True), or from torch where FAISS has no GPU
+build (torch_knn.py), and is handed to cuML as `precomputed_knn`, so UMAP does not search again.
 """
 
 from __future__ import annotations
@@ -19,14 +19,18 @@ def gpu_available() -> tuple[bool, str]:
         import cuml  # noqa: F401
     except ImportError as exc:
         return False, f"cuML is not installed ({exc}); use envs/gpu.yaml"
-    try:
-        import faiss
+    from cxratlas.reduce.knn import faiss_gpu
 
-        if faiss.get_num_gpus() < 1:
-            return False, "FAISS sees no GPU (faiss-cpu installed, or no device)"
-    except ImportError as exc:
-        return False, f"FAISS is not installed ({exc})"
-    return True, "cuML and FAISS-GPU see a device"
+    if faiss_gpu():
+        return True, "cuML and FAISS-GPU see a device"
+    try:  # the kNN graph then comes from torch (torch_knn.py)
+        import torch
+
+        if torch.cuda.is_available():
+            return True, "cuML and torch see a device (kNN: torch exact, no FAISS-GPU)"
+    except ImportError:
+        pass
+    return False, "neither FAISS-GPU nor torch sees a GPU"
 
 
 class GPUBackend:

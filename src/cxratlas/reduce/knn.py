@@ -37,17 +37,37 @@ class KnnSettings:
     ivf_nprobe: int = 32
     recall_sample: int = 1000
     refine: int = 3  # with PCA: search k * refine candidates, re-rank them in the full space
+    target_recall: float = 0.95  # effort rises until a query sample meets it (0: never tune)
+    max_ef_search: int = 1024  # the ladder's limits (tuning.py)
+    max_refine: int = 24
 
     def resolve(self, n: int, gpu: bool) -> str:
         if self.method != "auto":
             return self.method
+        if gpu and not faiss_gpu():
+            return "exact"  # torch: exact on the GPU is fast enough at millions
         return "exact" if n <= self.exact_max else ("ivf" if gpu else "hnsw")
+
+
+def faiss_gpu() -> bool:
+    """Whether FAISS was built with GPUs and sees one (else torch is the GPU kNN engine)."""
+    try:
+        import faiss
+
+        return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    except ImportError:
+        return False
 
 
 def exact_search(
     queries: np.ndarray, base: np.ndarray, k: int, gpu: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product search of `queries` in `base`, with no index (no copy of `base`)."""
+    """Exact inner-product search of `queries` in `base`, with no index (no copy of `base`);
+    on a GPU with FAISS-GPU, else with torch (`torch_knn`)."""
+    if gpu and not faiss_gpu():
+        from cxratlas.reduce.torch_knn import torch_exact_knn
+
+        return torch_exact_knn(queries, base, k, gpu=True)
     import faiss
 
     q = np.ascontiguousarray(queries, np.float32)
@@ -58,7 +78,8 @@ def exact_search(
     return faiss.knn(q, b, k, metric=faiss.METRIC_INNER_PRODUCT)
 
 
-def _index(X: np.ndarray, method: str, s: KnnSettings, gpu: bool, seed: int):
+def build_index(X: np.ndarray, method: str, s: KnnSettings, gpu: bool, seed: int):
+    """The FAISS index an approximate method searches (HNSW on the CPU, IVF on either)."""
     import faiss
 
     n, d = X.shape
@@ -96,26 +117,18 @@ def _self_first(idx: np.ndarray, dist: np.ndarray) -> None:
     dist[:, 0] = 0.0
 
 
-def knn_graph(
-    X: np.ndarray,
-    k: int,
-    settings: KnnSettings | None = None,
-    gpu: bool = False,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """k nearest neighbours of each row of L2-normalised X, the row itself first.
-
-    Returns (indices int64 (n, k), cosine distances float32 (n, k), the method used).
-    """
-    s = settings or KnnSettings()
+def search_blocks(
+    X: np.ndarray, rows: np.ndarray | None, k: int, index=None, gpu: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosine distances) of the k nearest rows of X for the query rows `rows` (None:
+    every row, then each row's own index is put first), with `index` or by exact search."""
     n = X.shape[0]
+    queries = np.arange(n) if rows is None else np.asarray(rows)
     k = min(k, n)
-    method = s.resolve(n, gpu)
-    index = None if method == "exact" else _index(X, method, s, gpu, seed)
-    idx = np.empty((n, k), np.int64)
-    dist = np.empty((n, k), np.float32)
-    for start in range(0, n, 16384):  # query blocks bound the search's scratch memory
-        block = X[start : start + 16384]
+    idx = np.empty((len(queries), k), np.int64)
+    dist = np.empty((len(queries), k), np.float32)
+    for start in range(0, len(queries), 16384):  # query blocks bound the scratch memory
+        block = X[queries[start : start + 16384]]
         if index is None:
             sims, found = exact_search(block, X, k, gpu)
         else:
@@ -124,9 +137,29 @@ def knn_graph(
         dist[start : start + len(found)] = np.clip(1.0 - sims, 0.0, 2.0)
     bad = idx < 0  # an approximate index may return fewer than k hits
     if bad.any():
-        idx[bad] = np.broadcast_to(np.arange(n)[:, None], idx.shape)[bad]
+        idx[bad] = np.broadcast_to(queries[:, None], idx.shape)[bad]
         dist[bad] = 2.0
-    _self_first(idx, dist)
+    if rows is None:
+        _self_first(idx, dist)
+    return idx, dist
+
+
+def knn_graph(
+    X: np.ndarray,
+    k: int,
+    settings: KnnSettings | None = None,
+    gpu: bool = False,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """k nearest neighbours of each row of L2-normalised X, the row itself first, with the
+    configured effort (no recall target: `tuning.TunedSearch` adds it).
+
+    Returns (indices int64 (n, k), cosine distances float32 (n, k), the method used).
+    """
+    s = settings or KnnSettings()
+    method = s.resolve(X.shape[0], gpu)
+    index = None if method == "exact" else build_index(X, method, s, gpu, seed)
+    idx, dist = search_blocks(X, None, k, index, gpu)
     return idx, dist, method
 
 
@@ -148,18 +181,26 @@ def knn_recall(
 
 
 def refine_in_full_space(
-    X: np.ndarray, candidates: np.ndarray, k: int, block: int = 1024
+    X: np.ndarray,
+    candidates: np.ndarray,
+    k: int,
+    block: int = 1024,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Re-rank each row's candidate neighbours (found in a reduced space) by exact cosine
-    distance in the full L2-normalised space X, keeping the best k; blocks bound the memory."""
-    n = len(X)
+    """Re-rank each query's candidate neighbours (found in a reduced space) by exact cosine
+    distance in the full L2-normalised space X, keeping the best k; blocks bound the memory.
+    `rows`: the query rows of `candidates` (None: every row of X, in order)."""
+    queries = np.arange(len(X)) if rows is None else np.asarray(rows)
+    n = len(queries)
+    k = min(k, candidates.shape[1])
     idx = np.empty((n, k), np.int64)
     dist = np.empty((n, k), np.float32)
     for start in range(0, n, block):
         cand = candidates[start : start + block]
-        sims = np.einsum("bd,bcd->bc", X[start : start + len(cand)], X[cand])
+        sims = np.einsum("bd,bcd->bc", X[queries[start : start + len(cand)]], X[cand])
         order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         idx[start : start + len(cand)] = np.take_along_axis(cand, order, 1)
         dist[start : start + len(cand)] = np.clip(1.0 - np.take_along_axis(sims, order, 1), 0, 2)
-    _self_first(idx, dist)
+    if rows is None:
+        _self_first(idx, dist)
     return idx, dist

@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from cxratlas.logs import alert
 from cxratlas.reduce.backend import ReduceBackend, select_backend
 from cxratlas.reduce.knn import (
-    knn_graph,
     knn_recall,
     l2_normalise,
-    refine_in_full_space,
 )
 from cxratlas.reduce.outliers import knn_outlier_score, knn_pagerank
 from cxratlas.reduce.settings import ReduceSettings
+from cxratlas.reduce.tuning import TunedSearch
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,12 @@ def reduce_embeddings(
     """
     if X.shape[0] < 3:
         raise ValueError(f"need at least 3 embeddings to reduce, got {X.shape[0]}")
-    s = settings or ReduceSettings()
+    s, chosen = (settings or ReduceSettings()).for_matrix(*X.shape)
     be = select_backend(s.backend)
     steps = _Steps(X, be)
+    steps.quality["auto_settings"] = chosen
+    for note in chosen:
+        log.info("large matrix: %s", note)
     Xn, Z = _project(X, s, be, steps, inplace)
     idx, dist = _graph(Xn, Z, s, be, steps)
     xy = be.umap(Z, idx, dist, 2, s.layout)
@@ -117,23 +120,25 @@ def _project(X, s: ReduceSettings, be: ReduceBackend, steps: _Steps, inplace: bo
 
 
 def _graph(Xn, Z, s: ReduceSettings, be: ReduceBackend, steps: _Steps):
-    """The kNN graph, and its recall against exact search in the original space."""
-    k, knn = s.k, s.knn
-    if Z is not Xn and knn.refine > 1:
-        # candidates from the reduced space, distances and order from the full one
-        cand, _, method = knn_graph(Z, min(len(Z), k * knn.refine), knn, be.gpu, s.rng_seed)
-        idx, dist = refine_in_full_space(Xn, cand, min(k, len(Z)))
-        method += f"+refine{knn.refine}"
-    else:
-        idx, dist, method = knn_graph(Z, k, knn, gpu=be.gpu, seed=s.rng_seed)
+    """The kNN graph, tuned to meet the recall target on a query sample, and its recall
+    measured on another sample against exact search in the original space."""
+    knn = s.knn
+    idx, dist, method, tuning = TunedSearch(Xn, Z, s.k, knn, be.gpu, s.rng_seed).graph()
     steps.done("knn")
+    recall = knn_recall(Xn, idx, knn.recall_sample, s.rng_seed, gpu=be.gpu)
     steps.quality["knn"] = {
         "method": method,
         "k": int(idx.shape[1]),
-        "recall": knn_recall(Xn, idx, knn.recall_sample, s.rng_seed, gpu=be.gpu),
+        "recall": recall,
         "recall_sample": int(min(knn.recall_sample, len(Xn))),
         "recall_against": "exact cosine search in the original space",
+        "target_recall": knn.target_recall,
+        "tuning": tuning,
     }
+    if recall < knn.target_recall:
+        alert(log, "kNN recall %.3f is below reduce.knn.target_recall %.2f (%s): the atlas's "
+              "neighbours are approximate", recall, knn.target_recall,
+              tuning["chosen"])  # fmt: skip
     steps.done("recall")
     return idx, dist
 

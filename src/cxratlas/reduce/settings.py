@@ -8,6 +8,8 @@ from typing import Any
 
 from cxratlas.reduce.knn import KnnSettings
 
+LARGE_PCA = 128  # components before the graph once the matrix is large (pca: auto)
+
 
 @dataclass(frozen=True)
 class UmapSettings:
@@ -17,7 +19,7 @@ class UmapSettings:
     min_dist: float = 0.1
     n_epochs: int | None = None
     seed: int | None = 42
-    init: str = "spectral"  # spectral | pca | random
+    init: str = "spectral"  # spectral | pca | random (ReduceSettings.init may be auto)
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,12 @@ class ReduceSettings:
     seed: int | None = 42
     min_dist: float = 0.1
     n_epochs: int | None = None
-    init: str = "spectral"
+    init: str = "auto"  # auto: pca past knn.exact_max vectors, else spectral
     cluster_space: str = "map"  # map (the 2-D layout) | umap (a low-dimensional UMAP)
     cluster_dims: int = 8
     min_cluster_size: int = 10
     min_samples: int | None = None
-    pca: int | None = None
+    pca: int | str | None = "auto"  # auto: LARGE_PCA components past knn.exact_max vectors
     knn: KnnSettings = field(default_factory=KnnSettings)
     backend: str = "auto"
     trust_sample: int = 2000
@@ -55,6 +57,22 @@ class ReduceSettings:
             cluster_space=cluster["space"], cluster_dims=cluster["dims"],
             min_cluster_size=cluster["min_cluster_size"], min_samples=cluster["min_samples"],
         )  # fmt: skip
+
+    def for_matrix(self, n: int, dim: int) -> tuple[ReduceSettings, list[str]]:
+        """The settings with `auto` resolved for an n x dim matrix, and what was chosen why.
+        Past `knn.exact_max` vectors the graph is searched on 128 principal components (HNSW
+        on the CPU) with the recall target guarding it, and UMAP starts from PCA."""
+        large = n > self.knn.exact_max
+        notes, pca, init = [], self.pca, self.init
+        if pca == "auto":
+            pca = LARGE_PCA if large and dim > LARGE_PCA else None
+            if pca:
+                notes.append(f"pca {pca} (auto: {n} vectors > knn.exact_max {self.knn.exact_max})")
+        if init == "auto":
+            init = "pca" if large else "spectral"
+            if large:
+                notes.append("umap.init pca (auto: spectral initialisation is slow at this size)")
+        return replace(self, pca=pca, init=init), notes
 
     def but(self, **changes) -> ReduceSettings:
         """A copy with some settings changed (tests, benchmarks, sweeps)."""

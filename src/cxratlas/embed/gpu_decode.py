@@ -1,0 +1,67 @@
+"""JPEG archives (MIMIC-CXR-JPG, CheXpert) decoded in batches on the GPU, so extraction waits on
+the GPU, not on CPU decoding. `torchvision.io.decode_jpeg(device="cuda")` runs nvJPEG on a list
+of encoded files at once; a file it cannot decode (a PNG, a DICOM, a progressive or CMYK JPEG
+nvJPEG refuses, a broken file) falls back to the PIL path, `imaging.load_gray8`, so the result is
+always the same 8-bit grayscale image the CPU path gives, within JPEG decoders' rounding (IDCT
+and colour conversion: a few grey levels at most, measured in tests/test_gpu_decode.py).
+
+Not wired into extraction yet: `benchmarks/gpu_check.py` times it against PIL per batch.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from cxratlas.ingest.imaging import ImageLoadError, load_gray8
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def read_bytes(paths: list[str]) -> list[bytes | None]:
+    """Each file's bytes (None where it cannot be read): the cheap part, for CPU workers."""
+    out = []
+    for p in paths:
+        try:
+            with open(p, "rb") as fh:
+                out.append(fh.read())
+        except OSError:
+            out.append(None)
+    return out
+
+
+def decode_gray8(paths: list[str], device: str = "cuda") -> list[np.ndarray | ImageLoadError]:
+    """8-bit grayscale arrays of `paths`, JPEGs decoded as one batch on `device` ("cpu" runs
+    torchvision's libjpeg path), everything else and every failure through PIL."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = read_bytes(paths)
+    jpeg = [i for i, d in enumerate(data) if d and d.startswith(JPEG_MAGIC)]
+    out: list = [None] * len(paths)
+    if jpeg:
+        tensors = [torch.frombuffer(bytearray(data[i]), dtype=torch.uint8) for i in jpeg]
+        try:
+            decoded = decode_jpeg(tensors, mode=ImageReadMode.GRAY, device=device)
+        except RuntimeError:  # one bad file fails the batch: decode them one by one
+            decoded = [_one(t, device) for t in tensors]
+        for i, img in zip(jpeg, decoded, strict=True):
+            if img is not None:
+                out[i] = img[0].cpu().numpy()
+    for i, p in enumerate(paths):
+        if out[i] is None:
+            try:
+                out[i] = np.asarray(load_gray8(os.fspath(p)))
+            except ImageLoadError as exc:
+                out[i] = exc
+    return out
+
+
+def _one(tensor, device: str):
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        return decode_jpeg(tensor, mode=ImageReadMode.GRAY, device=device)
+    except RuntimeError:
+        return None

@@ -1,0 +1,43 @@
+"""Batch JPEG decoding (nvJPEG on a GPU; torchvision's libjpeg path here) gives the PIL path's
+8-bit grayscale image within a stated tolerance, and falls back to PIL for what it cannot read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxratlas.embed.gpu_decode import decode_gray8
+from cxratlas.ingest.imaging import ImageLoadError, load_gray8
+
+# JPEG decoders may round the IDCT and colour conversion differently: at most this many grey
+# levels apart on any pixel, and under half a level on average
+MAX_LEVELS, MEAN_LEVELS = 8, 0.5
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:300, 0:260]
+    gray = (127 + 100 * np.sin(x / 17.0) * np.cos(y / 23.0)).astype(np.uint8)
+    paths = {}
+    Image.fromarray(gray, "L").save(tmp_path / "gray.jpg", quality=92)
+    rgb = np.stack([gray, np.roll(gray, 5, 1), 255 - gray], -1)
+    Image.fromarray(rgb, "RGB").save(tmp_path / "rgb.jpg", quality=90)  # colour JPEG
+    Image.fromarray(rng.integers(0, 255, (64, 64), np.uint8), "L").save(tmp_path / "noise.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 100)
+    for name in ("gray.jpg", "rgb.jpg", "noise.png", "broken.jpg"):
+        paths[name] = str(tmp_path / name)
+    return paths
+
+
+def test_batch_decode_matches_the_pil_path(files):
+    names = ["gray.jpg", "rgb.jpg", "noise.png", "broken.jpg"]
+    out = decode_gray8([files[n] for n in names], device="cpu")
+    for name, arr in zip(names[:3], out[:3], strict=True):
+        ref = np.asarray(load_gray8(files[name]))
+        assert arr.dtype == np.uint8 and arr.shape == ref.shape, name
+        diff = np.abs(arr.astype(int) - ref.astype(int))
+        assert diff.max() <= MAX_LEVELS and diff.mean() < MEAN_LEVELS, (name, diff.max())
+    assert np.array_equal(out[2], np.asarray(load_gray8(files["noise.png"])))  # PIL fallback
+    assert isinstance(out[3], ImageLoadError) and "broken.jpg" in str(out[3])

@@ -1,0 +1,74 @@
+"""kNN recall as a target: torch's exact search equals FAISS's, and the tuner raises the search
+effort until a sample meets the target, on a generator built to make PCA lose neighbours."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import faiss
+import numpy as np
+import pytest
+
+from cxratlas.reduce.knn import KnnSettings, exact_search, knn_recall, l2_normalise
+from cxratlas.reduce.torch_knn import torch_exact_knn
+from cxratlas.reduce.tuning import TunedSearch, ladder
+
+
+def isotropic_centres(n: int, d: int, centres: int, seed: int = 0) -> np.ndarray:
+    """Points around random centres with isotropic spread in every dimension: a point's true
+    neighbours differ from the others in all d dimensions, so PCA onto the centres' span keeps
+    the cluster but loses who is nearest within it (the hard case for PCA + HNSW)."""
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(centres, d))
+    X = c[rng.integers(0, centres, n)] + rng.normal(scale=0.6, size=(n, d))
+    return l2_normalise(X.astype(np.float32))
+
+
+def test_torch_exact_knn_equals_faiss_exact_search():
+    X = isotropic_centres(3000, 48, 10)
+    sims, idx = torch_exact_knn(X, X, 15, base_block=700, query_block=1100)  # blocks cross
+    f_sims, f_idx = faiss.knn(X, X, 15, metric=faiss.METRIC_INNER_PRODUCT)
+    assert (idx == f_idx).mean() > 0.999  # a float tie may order two equal neighbours apart
+    assert np.abs(sims - f_sims).max() < 1e-5
+    q_sims, q_idx = torch_exact_knn(X[:7], X, 4000)  # k above n: all n, best first
+    assert q_idx.shape == (7, 3000) and (np.diff(q_sims, axis=1) <= 1e-6).all()
+
+
+def test_the_ladder_doubles_effort_then_drops_pca():
+    s = KnnSettings(hnsw_ef_search=128, refine=3, max_ef_search=1024, max_refine=24)
+    steps = ladder(s, reduced=True, method="hnsw")
+    assert [(e.reduced, e.ef, e.refine) for e in steps[:3]] == [
+        (True, 128, 3), (True, 256, 6), (True, 512, 12)]  # fmt: skip
+    assert all(not e.reduced and e.refine == 1 for e in steps[3:])
+    assert steps[-1].ef == 1024 and len(ladder(s, False, "hnsw")) == 4  # 128 .. 1024
+    assert [e.refine for e in ladder(s, True, "exact")] == [3, 6, 12, 1]  # then exact, full
+
+
+@pytest.mark.parametrize("method", ["exact", "hnsw"])
+def test_the_tuner_meets_the_target_where_pca_loses_neighbours(method):
+    X = isotropic_centres(4000, 128, 20)
+    Z = l2_normalise(X @ np.linalg.qr(np.random.default_rng(1).normal(size=(128, 12)))[0])
+    s = KnnSettings(method=method, hnsw_ef_search=16, refine=2, recall_sample=300)
+    idx0, *_ = TunedSearch(X, Z, 15, replace(s, target_recall=0), False, 0).graph()
+    tuned = TunedSearch(X, Z, 15, s, False, 0)
+    idx, dist, label, report = tuned.graph()
+    before, after = knn_recall(X, idx0, 500), knn_recall(X, idx, 500)
+    assert before < 0.6 < 0.95 <= after, (before, after, report)  # measured on other queries
+    assert report["met"] and len(report["tried"]) >= 2 and "full space" in report["chosen"]
+    assert (idx[:, 0] == np.arange(len(X))).all() and (np.diff(dist, axis=1) >= -1e-6).all()
+
+
+def test_a_target_out_of_reach_is_a_warning_on_the_console(capfd):
+    X = isotropic_centres(1500, 64, 5)
+    s = KnnSettings(method="hnsw", hnsw_m=4, hnsw_ef_search=1, max_ef_search=1, refine=1,
+                    hnsw_ef_construction=4, target_recall=0.999, recall_sample=200)  # fmt: skip
+    *_, report = TunedSearch(X, X, 15, s, False, 0).graph()
+    assert not report["met"]
+    err = capfd.readouterr().err
+    assert "WARNING: kNN recall" in err and "below the target 1.00" in err
+
+
+def test_exact_search_on_the_cpu_is_faiss():
+    X = isotropic_centres(500, 16, 4)
+    sims, idx = exact_search(X, X, 5)
+    assert (idx[:, 0] == np.arange(500)).mean() > 0.99 and sims.dtype == np.float32

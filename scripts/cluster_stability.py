@@ -15,6 +15,7 @@ table, verdict = cluster_stability(
     c["min_cluster_size"],
     c["min_samples"],
     snakemake.params.max_noise,
+    space=c["space"],
 )
 write_frame(table, snakemake.output.table)
 stability_plot(table, verdict, snakemake.output.figure)

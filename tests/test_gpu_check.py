@@ -18,4 +18,7 @@ def test_gpu_check_smoke_prints_its_table():
     table = proc.stdout.split("| check | measurement | value |")[1]
     for check in ("2 read vs inference", "3 torch exact kNN", "4 reduce end to end"):
         assert f"| {check} |" in table, check
-    assert "recall 1.0000" in table  # torch exact kNN against the CPU's exact search
+    import re
+
+    recall = float(re.search(r"3 torch exact kNN .*recall ([0-9.]+)", table).group(1))
+    assert recall >= 0.9999  # torch exact kNN against the CPU's exact search

@@ -41,3 +41,15 @@ def test_batch_decode_matches_the_pil_path(files):
         assert diff.max() <= MAX_LEVELS and diff.mean() < MEAN_LEVELS, (name, diff.max())
     assert np.array_equal(out[2], np.asarray(load_gray8(files["noise.png"])))  # PIL fallback
     assert isinstance(out[3], ImageLoadError) and "broken.jpg" in str(out[3])
+
+
+def test_exif_orientation_is_applied_as_the_pil_path_does(tmp_path):
+    gray = np.tile(np.linspace(0, 255, 200, dtype=np.uint8), (120, 1))  # 120 x 200, landscape
+    img = Image.fromarray(gray, "L")
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to view": a portrait film stored sideways
+    img.save(tmp_path / "rot.jpg", quality=95, exif=exif)
+    (out,) = decode_gray8([str(tmp_path / "rot.jpg")], device="cpu")
+    ref = np.asarray(load_gray8(tmp_path / "rot.jpg"))
+    assert ref.shape == (200, 120) and out.shape == ref.shape
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= MAX_LEVELS

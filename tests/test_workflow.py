@@ -258,9 +258,11 @@ def test_where_models_disagree_and_whether_clusters_are_stable(demo_run):
     assert pair.between(0, 1).all() and pair.std() > 0
     out = demo_run / "results/analysis/disagreement"
     images = pd.read_parquet(out / "images.parquet")
-    assert len(images) == 12 and images["agreement"].is_monotonic_increasing
-    assert images["agreement"].max() <= atlas["agreement"].quantile(0.2)  # the least agreed
-    assert (atlas["image_id"].to_numpy()[images["row"]] == images["image_id"]).all()
+    assert len(images) == 12 and images["image_id"].is_unique
+    # the pair columns are read back row for row: each listed image's values are the atlas's
+    at = atlas.set_index("image_id").loc[images["image_id"]]
+    assert np.allclose(at["agreement_pixels_32_vs_pixels_64_pca"],
+                       images["agreement_pixels_32_vs_pixels_64_pca"])  # fmt: skip
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.size[1] >= 12 * 96 and sheet.size[0] >= 9 * 96  # image + 4 per model
     curve = pd.read_parquet(out / "curve.parquet")

@@ -16,7 +16,12 @@ import numpy as np
 import pandas as pd
 
 from cxratlas.analysis.metrics import auroc, group_folds, macro_auroc, mae, oof_proba, oof_ridge
-from cxratlas.analysis.probes import ProbeSettings, patient_bootstrap_ci, patient_folds
+from cxratlas.analysis.probes import (
+    ProbeSettings,
+    max_folds,
+    patient_bootstrap_ci,
+    patient_folds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +63,7 @@ def _categorical(X, index, values: pd.Series, patients, s: ProbeSettings) -> dic
     classes = sorted(keep)
     codes = pd.Categorical(values, categories=classes).codes.astype(np.int64)
     g = patients.reindex(values.index).to_numpy()
-    folds = min(s.folds, int(counts[keep].min()), len(np.unique(g)))
+    folds = max_folds(codes, g, s.folds)
     if folds < 2:
         return None
     Xa = X[index.get_indexer(values.index)]

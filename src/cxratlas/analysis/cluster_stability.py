@@ -32,9 +32,11 @@ def sweep_sizes(configured: int, n: int) -> list[int]:
 
 def cluster_stability(
     reduced: pd.DataFrame, model: str, min_cluster_size: int, min_samples: int | None,
-    max_noise: float,
+    max_noise: float, space: str = "map",
 ) -> tuple[pd.DataFrame, str]:  # fmt: skip
-    """(one row per setting, verdict): the sweep on the reduced map's x, y."""
+    """(one row per setting, verdict): the sweep on the reduced map's x, y. With
+    `reduce.cluster.space: umap` the workflow clustered a higher-dimensional UMAP that is not
+    kept, so the verdict says the sweep describes the map's clustering, not the workflow's."""
     from sklearn.metrics import adjusted_rand_score
 
     from cxratlas.reduce.cpu import CPUBackend
@@ -55,6 +57,8 @@ def cluster_stability(
         previous = labels
     table = pd.DataFrame(rows, columns=COLUMNS)
     verdict = _verdict(table, model)
+    if space != "map":
+        verdict += " [swept on the 2-D map; the workflow clustered a UMAP of reduce.cluster.dims]"
     noise = table.loc[table["configured"], "noise_share"]
     if len(noise) and noise.iloc[0] > max_noise:
         alert(log, "%s: %.0f%% of images are noise at min_cluster_size %d (above "

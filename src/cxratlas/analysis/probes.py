@@ -29,6 +29,14 @@ def patient_folds(groups: np.ndarray, y: np.ndarray, folds: int, seed: int) -> n
     return fold
 
 
+def max_folds(y: np.ndarray, groups: np.ndarray, folds: int) -> int:
+    """Folds such that every training split holds every class: at most the number of distinct
+    patients of the rarest class (one ICU patient with 12 films is one patient, not 12)."""
+    classes = np.unique(y)
+    per_class = [len(np.unique(groups[y == c])) for c in classes]
+    return min([folds, *per_class]) if len(classes) > 1 else 0
+
+
 def _auroc(y: np.ndarray, score: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -85,7 +93,7 @@ def probe_auroc(
 ) -> dict[str, float]:
     """Out-of-fold AUROC of a logistic-regression probe, with a patient-bootstrap 95% CI."""
     y = np.asarray(y, np.int64)
-    folds = min(folds, int(y.sum()), int((1 - y).sum()), len(np.unique(groups)))
+    folds = max_folds(y, np.asarray(groups), folds)
     if folds < 2:
         return {"auroc": np.nan, "ci_low": np.nan, "ci_high": np.nan, "folds": folds}
     score = oof_scores(X, y, patient_folds(groups, y, folds, seed), C)

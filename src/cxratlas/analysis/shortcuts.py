@@ -40,8 +40,9 @@ from cxratlas.subgroups import resolve_site, subgroup_frame
 log = logging.getLogger(__name__)
 
 CONFOUNDING_COLUMNS = ["finding", "model", "n", "positives", "pooled_auroc", "pooled_ci_low",
-                       "pooled_ci_high", "site", "within_site_auroc", "sites", "metadata_auroc",
-                       "metadata_ci_low", "flagged", "reason"]  # fmt: skip
+                       "pooled_ci_high", "site", "within_site_auroc", "within_site_scored_auroc",
+                       "sites", "metadata_auroc", "metadata_ci_low", "flagged",
+                       "reason"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ def run_audit(
     age = manifest.loc[common, "age"] if "age" in manifest else None
     attrs = attribute_probes(loaded, groups, patients, probes, age)
     findings = list(columns.findings) if findings is None else findings
+    missing = [f for f in findings if f not in manifest.columns]
+    if missing:
+        raise KeyError(f"analysis.probes.findings {missing} are not manifest columns")
     rows, confounding = [], []
     for finding in findings:
         labels = finding_labels(manifest, finding, probes.uncertain).reindex(common).dropna()
@@ -98,9 +102,9 @@ def run_audit(
             if f is None:
                 continue
             rows += subgroup_auroc(f, groups, settings.min_group, probes)
-            within, n_sites = (within_site_auroc(f, groups[site], settings.min_group, probes)
-                               if site else (np.nan, 0))  # fmt: skip
-            confounding.append(_flag(f, f.pooled_ci(probes), (site, within, n_sites), base,
+            within = (within_site_auroc(f, groups[site], settings.min_group, probes)
+                      if site else (np.nan, np.nan, 0))  # fmt: skip
+            confounding.append(_flag(f, f.pooled_ci(probes), (site, *within), base,
                                      settings))  # fmt: skip
     subgroups = pd.DataFrame(rows, columns=SUBGROUP_COLUMNS)
     table = pd.DataFrame(confounding, columns=CONFOUNDING_COLUMNS)
@@ -112,16 +116,17 @@ def run_audit(
 
 def _flag(f, pooled_ci, within_site, base, s: ShortcutSettings) -> dict:
     """A finding is only audited when its pooled probe finds something (CI above chance);
-    then a within-site drop, or metadata that alone reach its AUROC (their CI above chance),
-    flags it."""
+    then a within-site drop (of the retrained probes and of the pooled probe ranked within
+    sites, so a smaller training set alone does not flag), or metadata that alone reach its
+    AUROC (their CI above chance), flags it."""
     pooled = f.pooled
-    site, within, n_sites = within_site
+    site, within, scored, n_sites = within_site
     reasons = []
     if pooled_ci[0] <= 0.5:
         note = f"pooled AUROC {pooled:.2f} is not above chance (CI from {pooled_ci[0]:.2f})"
     else:
         note = ""
-        if not np.isnan(within) and pooled - within >= s.drop_margin:
+        if not np.isnan(within) and pooled - max(within, scored) >= s.drop_margin:
             reasons.append(f"within-{site} AUROC {within:.2f} is {pooled - within:.2f} below "
                            f"the pooled {pooled:.2f}")  # fmt: skip
         if base[1] > 0.5 and base[0] >= pooled - s.baseline_margin:
@@ -129,7 +134,8 @@ def _flag(f, pooled_ci, within_site, base, s: ShortcutSettings) -> dict:
     return {
         "finding": f.finding, "model": f.model, "n": len(f.y), "positives": int(f.y.sum()),
         "pooled_auroc": pooled, "pooled_ci_low": pooled_ci[0], "pooled_ci_high": pooled_ci[1],
-        "site": site or "", "within_site_auroc": within, "sites": n_sites,
+        "site": site or "", "within_site_auroc": within, "within_site_scored_auroc": scored,
+        "sites": n_sites,
         "metadata_auroc": base[0], "metadata_ci_low": base[1], "flagged": bool(reasons),
         "reason": "; ".join(reasons) or note,
     }  # fmt: skip

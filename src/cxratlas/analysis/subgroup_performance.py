@@ -18,6 +18,7 @@ import pandas as pd
 from cxratlas.analysis.metrics import auroc
 from cxratlas.analysis.probes import (
     ProbeSettings,
+    max_folds,
     oof_scores,
     patient_bootstrap_ci,
     patient_folds,
@@ -57,7 +58,7 @@ def finding_scores(
     """`labels`: 0/1 per image id, rows of X in the same order."""
     y = labels.to_numpy(np.int64)
     g = patients.reindex(labels.index).to_numpy()
-    folds = min(s.folds, int(y.sum()), int((1 - y).sum()), len(np.unique(g)))
+    folds = max_folds(y, g, s.folds)
     if folds < 2:
         return None
     score = oof_scores(X, y, patient_folds(g, y, folds, s.seed))
@@ -110,20 +111,27 @@ def largest_gaps(table: pd.DataFrame) -> pd.DataFrame:
 
 def within_site_auroc(
     f: FindingScores, site: pd.Series, min_group: int, s: ProbeSettings
-) -> tuple[float, int]:
-    """(size-weighted mean AUROC of probes trained and tested inside each site, sites used)."""
-    scores, weights = [], []
+) -> tuple[float, float, int]:
+    """(size-weighted mean AUROC of probes trained and tested inside each site, the same mean
+    of the pooled probe's out-of-fold scores ranked within each site, sites used).
+
+    The first is the textbook check; it also pays for each site's smaller
+    training set. The second keeps the pooled training and only removes the between-site part
+    of the ranking, so a drop in both is the site, not the sample size."""
+    retrained, scored, weights = [], [], []
     for _, mask in _masks(site, f.ids):
         pos = int(f.y[mask].sum())
         if pos < min_group or mask.sum() - pos < min_group:
             continue
         r = probe_auroc(f.X[mask], f.y[mask], f.patients[mask], s.folds, 0, s.seed)
         if not np.isnan(r["auroc"]):
-            scores.append(r["auroc"])
+            retrained.append(r["auroc"])
+            scored.append(auroc(f.y[mask], f.score[mask]))
             weights.append(mask.sum())
-    if not scores:
-        return float("nan"), 0
-    return float(np.average(scores, weights=weights)), len(scores)
+    if not retrained:
+        return float("nan"), float("nan"), 0
+    return (float(np.average(retrained, weights=weights)),
+            float(np.average(scored, weights=weights)), len(retrained))  # fmt: skip
 
 
 def metadata_auroc(
@@ -138,7 +146,7 @@ def metadata_auroc(
     features = pd.get_dummies(groups.reindex(labels.index).fillna("unknown"), dtype=float)
     y = labels.to_numpy(np.int64)
     g = patients.reindex(labels.index).to_numpy()
-    folds = min(s.folds, int(y.sum()), int((1 - y).sum()), len(np.unique(g)))
+    folds = max_folds(y, g, s.folds)
     if folds < 2 or features.shape[1] == 0:
         return nan
     score = oof_scores(features.to_numpy(), y, patient_folds(g, y, folds, s.seed))

@@ -43,7 +43,9 @@ def decode_gray8(paths: list[str], device: str = "cuda") -> list[np.ndarray | Im
     if jpeg:
         tensors = [torch.frombuffer(bytearray(data[i]), dtype=torch.uint8) for i in jpeg]
         try:
-            decoded = decode_jpeg(tensors, mode=ImageReadMode.GRAY, device=device)
+            decoded = decode_jpeg(
+                tensors, mode=ImageReadMode.GRAY, device=device, apply_exif_orientation=True
+            )
         except RuntimeError:  # one bad file fails the batch: decode them one by one
             decoded = [_one(t, device) for t in tensors]
         for i, img in zip(jpeg, decoded, strict=True):
@@ -62,6 +64,8 @@ def _one(tensor, device: str):
     from torchvision.io import ImageReadMode, decode_jpeg
 
     try:
-        return decode_jpeg(tensor, mode=ImageReadMode.GRAY, device=device)
+        return decode_jpeg(
+            tensor, mode=ImageReadMode.GRAY, device=device, apply_exif_orientation=True
+        )
     except RuntimeError:
         return None

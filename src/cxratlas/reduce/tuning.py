@@ -57,9 +57,9 @@ def ladder(s: KnnSettings, reduced: bool, method: str = "hnsw") -> list[Effort]:
         e = steps[-1]
         more = replace(
             e,
-            ef=min(2 * e.ef, s.max_ef_search) if ef else e.ef,
-            nprobe=min(2 * e.nprobe, s.max_ef_search) if probe else e.nprobe,
-            refine=min(2 * e.refine, s.max_refine) if reduced else 1,
+            ef=max(e.ef, min(2 * e.ef, s.max_ef_search)) if ef else e.ef,
+            nprobe=max(e.nprobe, min(2 * e.nprobe, s.max_ef_search)) if probe else e.nprobe,
+            refine=max(e.refine, min(2 * e.refine, s.max_refine)) if reduced else 1,
         )
         if more == e:
             break
@@ -97,7 +97,7 @@ class TunedSearch:
             self.indexes[e.reduced] = build_index(space, self.method, self.s, self.gpu, self.seed)
         index = self.indexes.get(e.reduced)
         if index is not None:
-            _tune(index, self.method, e)
+            _tune(index, self.method, e, self.gpu)
         idx, dist = search_blocks(space, rows, want, index, self.gpu)
         if e.refine > 1 or e.reduced:
             idx, dist = refine_in_full_space(self.Xn, idx, self.k, rows=rows)
@@ -135,10 +135,13 @@ class TunedSearch:
         return idx, dist, label, report
 
 
-def _tune(index, method: str, e: Effort) -> None:
+def _tune(index, method: str, e: Effort, gpu: bool) -> None:
+    """Set the search-time knob through FAISS's parameter spaces, which also reach GPU and
+    replicated indexes (a GpuIndexIVFFlat is not an IndexIVF)."""
     import faiss
 
+    space = faiss.GpuParameterSpace() if gpu else faiss.ParameterSpace()
     if method == "hnsw":
-        faiss.downcast_index(index).hnsw.efSearch = e.ef
+        space.set_index_parameter(index, "efSearch", e.ef)
     elif method == "ivf":
-        faiss.extract_index_ivf(index).nprobe = e.nprobe
+        space.set_index_parameter(index, "nprobe", e.nprobe)

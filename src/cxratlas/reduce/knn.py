@@ -127,8 +127,10 @@ def search_blocks(
     k = min(k, n)
     idx = np.empty((len(queries), k), np.int64)
     dist = np.empty((len(queries), k), np.float32)
-    for start in range(0, len(queries), 16384):  # query blocks bound the scratch memory
-        block = X[queries[start : start + 16384]]
+    # torch keeps the base on the GPU and blocks the queries itself: one call, one upload
+    step = len(queries) if (index is None and gpu and not faiss_gpu()) else 16384
+    for start in range(0, len(queries), max(step, 1)):  # blocks bound the scratch memory
+        block = X[queries[start : start + step]]
         if index is None:
             sims, found = exact_search(block, X, k, gpu)
         else:

@@ -9,6 +9,7 @@ import faiss
 import numpy as np
 import pytest
 
+from cxratlas.reduce.cells import CellIndex
 from cxratlas.reduce.knn import KnnSettings, exact_search, knn_recall, l2_normalise
 from cxratlas.reduce.torch_knn import torch_exact_knn
 from cxratlas.reduce.tuning import TunedSearch, ladder
@@ -68,6 +69,35 @@ def test_a_target_out_of_reach_is_a_warning_on_the_console(capfd):
     assert not report["met"]
     err = capfd.readouterr().err
     assert "WARNING: kNN recall" in err and "below the target 1.00" in err
+
+
+def test_cells_probing_every_cell_is_exact_search():
+    X = isotropic_centres(2500, 64, 8)
+    cells = CellIndex.build(X, cell_size=100, max_probe=1024, seed=0)
+    assert cells.cells == 25 and sorted(cells.order.tolist()) == list(range(2500))
+    assert (cells.nearest[:, 0] == np.arange(25)).all()  # each cell probes itself first
+    idx, dist = cells.search(X, None, 15, probe=25)
+    f_sims, f_idx = faiss.knn(X, X, 15, metric=faiss.METRIC_INNER_PRODUCT)
+    assert (idx == f_idx).mean() > 0.999 and np.abs((1 - dist) - f_sims).max() < 1e-5
+    rows = np.array([3, 2400, 17])  # a query sample answers as the full search does
+    s_idx, _ = cells.search(X, rows, 15, probe=25)
+    assert (s_idx == idx[rows]).all()
+    few, few_d = cells.search(X, rows, 15, probe=1)  # one cell: neighbours from it alone
+    own = [set(cells.members([cells.cell_of[q]])) for q in rows]
+    assert all(set(r) <= o for r, o in zip(few, own, strict=True))
+    assert (np.diff(few_d, axis=1) >= -1e-6).all()
+
+
+def test_cells_tuning_raises_the_probe_until_the_target():
+    X = isotropic_centres(6000, 128, 3)  # 3 centres, 60 cells: neighbours spread over many
+    Z = l2_normalise(X @ np.linalg.qr(np.random.default_rng(1).normal(size=(128, 12)))[0])
+    s = KnnSettings(method="cells", cell_size=100, cell_probe=1, recall_sample=300)
+    untuned = TunedSearch(X, Z, 15, replace(s, target_recall=0), False, 0).graph()
+    idx, dist, label, report = TunedSearch(X, Z, 15, s, False, 0).graph()
+    assert knn_recall(X, untuned[0], 500) < 0.6 <= 0.93 <= knn_recall(X, idx, 500)
+    probes = [int(t["effort"].split(", ")[1].split()[0]) for t in report["tried"]]
+    assert probes[:3] == [1, 2, 4] and report["met"] and label == f"cells+probe{probes[-1]}"
+    assert (idx[:, 0] == np.arange(len(X))).all() and (np.diff(dist, axis=1) >= -1e-6).all()
 
 
 def test_exact_search_on_the_cpu_is_faiss():

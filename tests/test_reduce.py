@@ -79,14 +79,14 @@ def test_recall_is_measured_not_assumed():
     assert abs(knn_recall(X, broken, sample=500) - 4 / 9) < 0.03
 
 
-@pytest.mark.parametrize("method", ["hnsw", "ivf"])
+@pytest.mark.parametrize("method", ["cells", "hnsw", "ivf"])
 def test_approximate_knn_past_the_exact_range(method):
     X = _clustered()
-    s = KnnSettings(method="auto", exact_max=1000, ivf_nprobe=8)
-    if method == "ivf":
-        s.method = "ivf"
+    s = KnnSettings(method="auto", exact_max=1000, ivf_nprobe=8, cell_size=100)
+    if method != "cells":
+        s.method = method
     idx, dist, used = knn_graph(X, 10, s)
-    assert used == method  # auto past exact_max on a CPU is HNSW
+    assert used == method  # auto past exact_max on a CPU is cells
     assert (idx[:, 0] == np.arange(len(X))).all() and (dist[:, 0] == 0).all()
     assert knn_recall(X, idx, sample=500) > 0.9
     assert np.all(np.diff(dist[:, 1:], axis=1) >= -1e-5)

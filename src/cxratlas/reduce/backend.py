@@ -40,7 +40,9 @@ class BackendInfo:
 
 
 BACKENDS = {
-    "cpu": BackendInfo("cpu", "envs/cpu.yaml", False, "faiss-cpu: exact, HNSW past exact_max"),
+    "cpu": BackendInfo(
+        "cpu", "envs/cpu.yaml", False, "faiss-cpu exact; k-means cells past exact_max"
+    ),
     "gpu": BackendInfo(
         "gpu", "envs/gpu.yaml", True, "FAISS-GPU: exact, IVF past exact_max; else torch exact"
     ),

@@ -1,8 +1,9 @@
-"""Cosine kNN graphs with FAISS (inner product on L2-normalised vectors), exact or approximate.
+"""Cosine kNN graphs (inner product on L2-normalised vectors), exact or approximate.
 
-Exact search up to `exact_max` vectors; past it HNSW on the CPU or IVF on the GPU (FAISS has no
-GPU HNSW). Whatever the method, the recall against exact search is measured on a sample of
-queries, in the space the caller names (the original vectors, so PCA's loss counts too).
+Exact search up to `exact_max` vectors; past it k-means cells scored by matrix products on the
+CPU (`cells.py`) or FAISS IVF on the GPU (FAISS has no GPU HNSW; HNSW stays available by name).
+Whatever the method, the recall against exact search is measured on a sample of queries, in
+the space the caller names (the original vectors, so PCA's loss counts too).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ def l2_normalise(X: np.ndarray, inplace: bool = False) -> np.ndarray:
 
 @dataclass
 class KnnSettings:
-    method: str = "auto"  # auto | exact | hnsw | ivf
-    exact_max: int = 200_000
+    method: str = "auto"  # auto | exact | cells | hnsw | ivf
+    exact_max: int = 50_000
+    cell_size: int = 500  # cells: vectors per k-means cell
+    cell_probe: int = 4  # cells: nearest cells each cell's vectors are compared with
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 128
@@ -46,7 +49,7 @@ class KnnSettings:
             return self.method
         if gpu and not faiss_gpu():
             return "exact"  # torch: exact on the GPU is fast enough at millions
-        return "exact" if n <= self.exact_max else ("ivf" if gpu else "hnsw")
+        return "exact" if n <= self.exact_max else ("ivf" if gpu else "cells")
 
 
 def faiss_gpu() -> bool:
@@ -99,7 +102,9 @@ def build_index(X: np.ndarray, method: str, s: KnnSettings, gpu: bool, seed: int
         index.train(train)
         index.nprobe = min(s.ivf_nprobe, nlist)
     else:
-        raise ValueError(f"reduce.knn.method must be auto, exact, hnsw or ivf, not {method!r}")
+        raise ValueError(
+            f"reduce.knn.method must be auto, exact, cells, hnsw or ivf, not {method!r}"
+        )
     if gpu:
         index = faiss.index_cpu_to_all_gpus(index)
     index.add(X)
@@ -160,6 +165,13 @@ def knn_graph(
     """
     s = settings or KnnSettings()
     method = s.resolve(X.shape[0], gpu)
+    if method == "cells":
+        from cxratlas.reduce.cells import CellIndex
+
+        cells = CellIndex.build(X, s.cell_size, s.cell_probe, seed)
+        idx, dist = cells.search(X, None, k, s.cell_probe)
+        _self_first(idx, dist)
+        return idx, dist, method
     index = None if method == "exact" else build_index(X, method, s, gpu, seed)
     idx, dist = search_blocks(X, None, k, index, gpu)
     return idx, dist, method

@@ -9,6 +9,7 @@ from typing import Any
 from cxratlas.reduce.knn import KnnSettings
 
 LARGE_PCA = 128  # components before the graph once the matrix is large (pca: auto)
+LARGE_EPOCHS = 100  # UMAP epochs once the matrix is large (n_epochs: auto): it starts from PCA
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class ReduceSettings:
     k: int = 15
     seed: int | None = 42
     min_dist: float = 0.1
-    n_epochs: int | None = None
+    n_epochs: int | str | None = "auto"  # auto: LARGE_EPOCHS past knn.exact_max, else umap-learn's
     init: str = "auto"  # auto: pca past knn.exact_max vectors, else spectral
     cluster_space: str = "map"  # map (the 2-D layout) | umap (a low-dimensional UMAP)
     cluster_dims: int = 8
@@ -61,9 +62,10 @@ class ReduceSettings:
     def for_matrix(self, n: int, dim: int) -> tuple[ReduceSettings, list[str]]:
         """The settings with `auto` resolved for an n x dim matrix, and what was chosen why.
         Past `knn.exact_max` vectors the graph is searched on 128 principal components (HNSW
-        on the CPU) with the recall target guarding it, and UMAP starts from PCA."""
+        on the CPU) with the recall target guarding it, and UMAP starts from PCA, so half
+        umap-learn's 200 epochs reach the same trustworthiness (0.9981 vs 0.9982 at 100k)."""
         large = n > self.knn.exact_max
-        notes, pca, init = [], self.pca, self.init
+        notes, pca, init, epochs = [], self.pca, self.init, self.n_epochs
         if pca == "auto":
             pca = LARGE_PCA if large and dim > LARGE_PCA else None
             if pca:
@@ -72,7 +74,11 @@ class ReduceSettings:
             init = "pca" if large else "spectral"
             if large:
                 notes.append("umap.init pca (auto: spectral initialisation is slow at this size)")
-        return replace(self, pca=pca, init=init), notes
+        if epochs == "auto":
+            epochs = LARGE_EPOCHS if large and init == "pca" else None
+            if epochs:
+                notes.append(f"umap.n_epochs {epochs} (auto: UMAP starts from PCA)")
+        return replace(self, pca=pca, init=init, n_epochs=epochs), notes
 
     def but(self, **changes) -> ReduceSettings:
         """A copy with some settings changed (tests, benchmarks, sweeps)."""

@@ -2,9 +2,10 @@
 
 Before the full search, a sample of queries is searched with the configured effort and scored
 against exact search in the original space (so PCA's loss and the index's both count). Below
-`target_recall`, the effort rises step by step: HNSW `ef_search` (IVF `nprobe`) and the refine
-factor double, then PCA is dropped and the index rebuilt on the full vectors, until the target is
-met or the ladder's limits are reached, which is then an alert on the console and in the summary.
+`target_recall`, the effort rises step by step: the cells probed (`cells.py`), HNSW `ef_search`
+or IVF `nprobe` double, and with PCA the refine factor too, then PCA is dropped and the index
+rebuilt on the full vectors, until the target is met or the ladder's limits are reached, which
+is then an alert on the console and in the summary.
 On clustered data with isotropic spread (each centre's points differ in all 768 dimensions),
 PCA to 128 and HNSW at ef 128 keep 19 % of the true neighbours; this is the guard against that.
 """
@@ -19,6 +20,7 @@ import numpy as np
 from cxratlas.logs import alert
 from cxratlas.reduce.knn import (
     KnnSettings,
+    _self_first,
     build_index,
     exact_search,
     refine_in_full_space,
@@ -40,6 +42,8 @@ class Effort:
 
     def describe(self, method: str) -> str:
         space = "PCA space" if self.reduced else "full space"
+        if method == "cells":  # distances always in the full space; PCA only draws the cells
+            return f"cells, {self.nprobe} nearest probed"
         knob = {"hnsw": f", ef_search {self.ef}", "ivf": f", nprobe {self.nprobe}"}.get(method, "")
         return f"{method} in the {space}{knob}" + (
             f", refine x{self.refine}" if self.refine > 1 else ""
@@ -47,9 +51,15 @@ class Effort:
 
 
 def ladder(s: KnnSettings, reduced: bool, method: str = "hnsw") -> list[Effort]:
-    """The configured effort, then doublings of the method's knob (HNSW ef_search, IVF nprobe;
-    exact search has none) and of the refine factor, up to the limits; with PCA, two doublings
-    in the PCA space and then the same in the full space."""
+    """The configured effort, then doublings of the method's knob (cells probed, HNSW
+    ef_search, IVF nprobe; exact search has none) and of the refine factor, up to the limits;
+    with PCA, two doublings in the PCA space and then the same in the full space. Cells score
+    every candidate in the full space, so their ladder is the probe's alone."""
+    if method == "cells":
+        probes = [s.cell_probe]
+        while probes[-1] < s.max_ef_search:
+            probes.append(min(2 * probes[-1], s.max_ef_search))
+        return [Effort(False, s.hnsw_ef_search, p, 1) for p in probes]
     ef = method == "hnsw"
     probe = method == "ivf"
     steps = [Effort(reduced, s.hnsw_ef_search, s.ivf_nprobe, s.refine if reduced else 1)]
@@ -87,10 +97,15 @@ class TunedSearch:
         rng = np.random.default_rng(seed + 1)  # not the sample the summary's recall uses
         self.queries = np.sort(rng.choice(len(Xn), min(s.recall_sample, len(Xn)), replace=False))
         self.truth = exact_search(Xn[self.queries], Xn, self.k, gpu)[1]
-        self.indexes: dict[bool, object] = {}
+        self.indexes: dict[bool | str, object] = {}  # by space searched; cells
         self.tried: list[dict] = []
 
     def _search(self, rows: np.ndarray | None, e: Effort) -> tuple[np.ndarray, np.ndarray]:
+        if self.method == "cells":
+            idx, dist = self._cells().search(self.Xn, rows, self.k, e.nprobe)
+            if rows is None:
+                _self_first(idx, dist)
+            return idx, dist
         space = self.Z if e.reduced else self.Xn
         want = min(len(space), self.k * e.refine)
         if self.method != "exact" and e.reduced not in self.indexes:
@@ -105,9 +120,26 @@ class TunedSearch:
             idx, dist = idx[:, : self.k], dist[:, : self.k]
         return idx, dist
 
+    def _cells(self):
+        """The k-means cells, drawn once on the searched space (PCA's where there is one)."""
+        from cxratlas.reduce.cells import CellIndex
+
+        if "cells" not in self.indexes:
+            self.indexes["cells"] = CellIndex.build(
+                self.Z, self.s.cell_size, self.s.max_ef_search, self.seed
+            )
+        return self.indexes["cells"]
+
+    def _ladder(self) -> list[Effort]:
+        steps = ladder(self.s, self.Z is not self.Xn, self.method)
+        if self.method == "cells":  # past probing every cell the search is exact
+            every = self._cells().cells
+            steps = [e for e in steps if e.nprobe < every] + [replace(steps[0], nprobe=every)]
+        return steps
+
     def choose(self) -> Effort:
         reduced = self.Z is not self.Xn
-        steps = ladder(self.s, reduced, self.method)
+        steps = self._ladder()
         if (self.method == "exact" and not reduced) or self.s.target_recall <= 0:
             return steps[0]  # exact in the original space has recall 1; 0: no target
         for e in steps:
@@ -130,7 +162,9 @@ class TunedSearch:
         report = {"target": self.s.target_recall, "met": met, "tried": self.tried,
                   "chosen": e.describe(self.method)}  # fmt: skip
         label = self.method + (f"+refine{e.refine}" if e.refine > 1 else "")
-        if self.Z is not self.Xn and not e.reduced:
+        if self.method == "cells":
+            label += f"+probe{e.nprobe}"
+        elif self.Z is not self.Xn and not e.reduced:
             label += "+pca_dropped"
         return idx, dist, label, report
 

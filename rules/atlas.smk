@@ -10,6 +10,7 @@ rule thumbnails:
         "../envs/ingest.yaml"
     params:
         size=config["atlas"]["thumbnail_size"],
+        format=config["atlas"]["thumbnail_format"],
     script:
         "../scripts/thumbnails.py"
 

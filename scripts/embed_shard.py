@@ -7,8 +7,9 @@ from cxratlas.embed.extract import ExtractSettings, ShardFiles, extract_shard
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-# how the job runs (workers, device, skip tolerance) comes from the config, not from params:
-# changing it must not re-embed shards that are done. `storage` changes the file, so it is a param.
+# how the job runs (workers, device, JPEG decoder, skip tolerance) comes from the config, not
+# from params: changing it must not re-embed shards that are done. `storage` changes the file,
+# so it is a param.
 settings = ExtractSettings.from_config(
     snakemake.config["extract"] | {"storage": snakemake.params.storage}
 )

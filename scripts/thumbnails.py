@@ -1,4 +1,4 @@
-"""Rule thumbnails: PNG thumbnails of one shard's images, shared by every model's view."""
+"""Rule thumbnails: small images of one shard's images, shared by every model's view."""
 
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 import pandas as pd
@@ -16,4 +16,5 @@ make_thumbnails(
         "max_skipped_fraction"
     ],  # not a param: no rerun
     decoded_path=snakemake.input.get("decoded"),
+    encoding=snakemake.params.format,
 )

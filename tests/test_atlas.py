@@ -111,3 +111,31 @@ def test_state_lists_findings_as_multilabel():
     hist = [c for c in s["charts"].values() if "layers" in c]
     assert [c["title"] for c in hist] == ["agreement", "outlier_m", "outlier_n"]
     assert hist[0]["layers"][1]["filter"] == "$filter"  # the second layer follows the selection
+
+
+def test_thumbnails_follow_atlas_rows_and_switch_to_jpeg_for_large_samples(tmp_path):
+    from cxratlas.atlas.table import _thumbnails
+    from cxratlas.atlas.thumbnails import JPEG_PAST, thumbnail_encoding
+    from cxratlas.ingest.imaging import thumbnail_png
+
+    assert thumbnail_encoding("auto", JPEG_PAST) == "png"
+    assert thumbnail_encoding("auto", JPEG_PAST + 1) == "jpeg"
+    assert thumbnail_encoding("png", 10**7) == "png"
+    try:
+        thumbnail_encoding("webp", 10)
+    except ValueError as exc:
+        assert "atlas.thumbnail_format" in str(exc) and "'webp'" in str(exc)
+    else:
+        raise AssertionError("an unknown thumbnail format must be refused")
+    img = Image.fromarray(np.tile(np.arange(64, dtype=np.uint8), (64, 1)))
+    jpeg = thumbnail_png(img, 32, "jpeg")
+    assert Image.open(io.BytesIO(jpeg)).format == "JPEG"
+    paths = []
+    for shard, names in enumerate((["a", "b"], ["c"])):  # bytes name each image
+        paths.append(tmp_path / f"t{shard}.parquet")
+        pq.write_table(pa.table({"image_id": names, "thumbnail": [n.encode() for n in names]}),
+                       paths[-1])  # fmt: skip
+    same = _thumbnails(paths, ["a", "b", "c"])
+    assert same.num_chunks == 2 and same.to_pylist() == [b"a", b"b", b"c"]  # no copy
+    moved = _thumbnails(paths, ["c", "a", "x"])  # reordered, and one never thumbnailed
+    assert moved.to_pylist() == [b"c", b"a", None]

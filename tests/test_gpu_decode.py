@@ -53,3 +53,50 @@ def test_exif_orientation_is_applied_as_the_pil_path_does(tmp_path):
     ref = np.asarray(load_gray8(tmp_path / "rot.jpg"))
     assert ref.shape == (200, 120) and out.shape == ref.shape
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= MAX_LEVELS
+
+
+def test_extraction_decodes_jpegs_per_batch_as_the_workers_would(files, tmp_path, monkeypatch):
+    """`extract.jpeg_decode: batch` (nvJPEG on a GPU; libjpeg here) embeds what the PIL path
+    embeds, in the same order, and skips the same broken file with a reason."""
+    import pandas as pd
+
+    from cxratlas.embed import reader
+    from cxratlas.embed.extract import ExtractSettings, ShardFiles, extract_shard
+    from cxratlas.embed.reader import batch_decode_on
+    from cxratlas.io import read_embeddings
+
+    batches = []  # what reached the batch decoder: JPEG files only, several at once
+
+    def decode_bytes(data, paths, device):
+        batches.append([p.rsplit("/", 1)[1] for p in paths])
+        return real(data, paths, device)
+
+    real = reader.decode_bytes
+    monkeypatch.setattr(reader, "decode_bytes", decode_bytes)
+
+    names = ["gray.jpg", "noise.png", "broken.jpg", "rgb.jpg"]
+    Image.open(files["gray.jpg"]).rotate(90, expand=True).save(tmp_path / "b.jpg", quality=88)
+    names.append("b.jpg")
+    files["b.jpg"] = str(tmp_path / "b.jpg")
+    sample = pd.DataFrame({"image_id": [n.split(".")[0] for n in names],
+                           "path": [files[n] for n in names], "shard": 0})  # fmt: skip
+    entry = {"kind": "pixels", "image_size": 64, "batch_size": 3}  # batches cross the files
+    out = {}
+    for mode in ("pil", "batch"):
+        shard = ShardFiles(str(tmp_path / f"{mode}.parquet"), str(tmp_path / f"{mode}.json"))
+        settings = ExtractSettings(device="cpu", jpeg_decode=mode, num_workers=0)
+        rep = extract_shard(sample, 0, "px", entry, shard, settings)
+        out[mode] = read_embeddings(shard.shard)[:2], rep.skipped
+    (ids_pil, X_pil), skipped_pil = out["pil"]
+    (ids_batch, X_batch), skipped_batch = out["batch"]
+    assert ids_pil == ids_batch == ["gray", "noise", "rgb", "b"]
+    assert [s["image_id"] for s in skipped_batch] == [s["image_id"] for s in skipped_pil]
+    assert "broken.jpg" in skipped_batch[0]["reason"]
+    assert batches == [["gray.jpg", "broken.jpg"], ["rgb.jpg", "b.jpg"]]  # batches of 3 rows
+    # torchvision's CPU path is libjpeg-turbo, as Pillow's: the same pixels, so the same vectors
+    # (nvJPEG may differ by the few grey levels test_batch_decode_matches_the_pil_path allows)
+    assert np.allclose(X_pil, X_batch, atol=1e-6)
+    assert batch_decode_on("auto", "cuda", None) and not batch_decode_on("auto", "cpu", None)
+    assert not batch_decode_on("auto", "cuda", "decoded.parquet")  # the cache is already decoded
+    with pytest.raises(ValueError, match="extract.jpeg_decode"):
+        batch_decode_on("nvjpeg", "cuda", None)

@@ -340,7 +340,7 @@ class AtlasModelColumns:
         return f"agreement_{self.model}"
 
 
-ATLAS_IMAGE = "thumbnail"  # PNG bytes, one per row
+ATLAS_IMAGE = "thumbnail"  # PNG or JPEG bytes (atlas.thumbnail_format), one per row
 ATLAS_FINDINGS = "findings"  # list of the findings positive on the image
 ATLAS_AGREEMENT = "agreement"  # mean over models of the per-model agreement
 

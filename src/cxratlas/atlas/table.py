@@ -115,9 +115,17 @@ def _common_ids(sample_ids: list[str], tables: dict[str, pa.Table]) -> list[str]
     return ids
 
 
-def _thumbnails(paths: list[str], ids: list[str]) -> pa.Array:
-    thumbs = pd.concat([pd.read_parquet(p) for p in paths]).set_index("image_id")
-    return pa.array(thumbs["thumbnail"].reindex(ids).tolist(), pa.binary())
+def _thumbnails(paths: list[str], ids: list[str]) -> pa.ChunkedArray:
+    """The thumbnails in atlas row order, kept as Arrow buffers, one chunk per shard: at a
+    million rows Python bytes objects would cost several times the gigabytes of image bytes,
+    and one chunk would pass the 2 GiB a binary array can hold."""
+    thumbs = pa.concat_tables([pq.read_table(p, columns=["image_id", "thumbnail"]) for p in paths])
+    have = thumbs.column("image_id").to_pylist()
+    if have == ids:  # shards in sample order and nothing dropped: no reordering copy
+        return thumbs.column("thumbnail")
+    pos = pd.Series(np.arange(len(have)), index=have).reindex(ids)
+    take = pa.array(pos.fillna(0).to_numpy(np.int64), mask=pos.isna().to_numpy())
+    return thumbs.column("thumbnail").cast(pa.large_binary()).take(take)  # 64-bit offsets
 
 
 def _metadata(meta: pd.DataFrame, allowed: list[str], ids_hashed: bool) -> dict[str, pa.Array]:

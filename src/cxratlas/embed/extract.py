@@ -1,8 +1,9 @@
 """Embedding extraction for one (model, shard): reader -> runner -> writer.
 
-`reader` decodes and preprocesses images in DataLoader workers (a bad image is skipped and
-recorded, never fatal), `runner` runs the model per batch, `writer` emits the shard and its
-`ShardReport` atomically. A model that reads no images (precomputed vectors) looks its shard up.
+`reader` decodes and preprocesses images in DataLoader workers, or JPEGs per batch on the GPU
+(a bad image is skipped and recorded, never fatal), `runner` runs the model per batch, `writer`
+emits the shard and its `ShardReport` atomically. A model that reads no images (precomputed
+vectors) looks its shard up.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ExtractSettings:
 
     num_workers: int | None = None
     device: str = "auto"
+    jpeg_decode: str = "auto"  # auto | pil | batch (reader.batch_decode_on)
     max_skipped_fraction: float = 0.5
     storage: str = "float32"  # float16 halves the files
 
@@ -71,7 +73,7 @@ def extract_shard(
     load_s = time.perf_counter() - t0
     if not model.reads_images:
         return _import_shard(model, rows, shard, files, load_s, s.storage)
-    loader = image_loader(rows, model, files.decoded, s.workers)
+    loader = image_loader(rows, model, files.decoded, s.workers, s.jpeg_decode)
     out = run_batches(model, loader, rows, shard)
     check_unreadable(
         [x["reason"] for x in out.skipped],

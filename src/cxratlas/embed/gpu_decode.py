@@ -5,7 +5,8 @@ nvJPEG refuses, a broken file) falls back to the PIL path, `imaging.load_gray8`,
 always the same 8-bit grayscale image the CPU path gives, within JPEG decoders' rounding (IDCT
 and colour conversion: a few grey levels at most, measured in tests/test_gpu_decode.py).
 
-Not wired into extraction yet: `benchmarks/gpu_check.py` times it against PIL per batch.
+Extraction uses it through `reader.batch_decoded` (`extract.jpeg_decode`); `benchmarks/
+gpu_check.py` times it against PIL per batch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ import numpy as np
 from cxratlas.ingest.imaging import ImageLoadError, load_gray8
 
 JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def is_jpeg(path: str) -> bool:
+    """Whether the file starts as a JPEG does (what it is, not what its name says)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(3) == JPEG_MAGIC
+    except OSError:
+        return False
 
 
 def read_bytes(paths: list[str]) -> list[bytes | None]:
@@ -34,10 +44,16 @@ def read_bytes(paths: list[str]) -> list[bytes | None]:
 def decode_gray8(paths: list[str], device: str = "cuda") -> list[np.ndarray | ImageLoadError]:
     """8-bit grayscale arrays of `paths`, JPEGs decoded as one batch on `device` ("cpu" runs
     torchvision's libjpeg path), everything else and every failure through PIL."""
+    return decode_bytes(read_bytes(paths), paths, device)
+
+
+def decode_bytes(
+    data: list[bytes | None], paths: list[str], device: str = "cuda"
+) -> list[np.ndarray | ImageLoadError]:
+    """`decode_gray8` on files already read (`data[i]` holds `paths[i]`'s bytes)."""
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    data = read_bytes(paths)
     jpeg = [i for i, d in enumerate(data) if d and d.startswith(JPEG_MAGIC)]
     out: list = [None] * len(paths)
     if jpeg:

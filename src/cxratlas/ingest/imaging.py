@@ -73,12 +73,18 @@ def load_gray8(path: str | os.PathLike) -> Image.Image:
         raise ImageLoadError(f"{path}: cannot decode image ({exc})") from exc
 
 
-def thumbnail_png(img: Image.Image, size: int) -> bytes:
-    """PNG bytes of `img` with its longest side scaled to `size` pixels."""
+THUMBNAIL_ENCODINGS = {  # what a thumbnail may be stored as (Embedding Atlas sniffs both)
+    "png": {"format": "PNG", "optimize": True},  # lossless; 4.4 KB for a 96-px CXR
+    "jpeg": {"format": "JPEG", "quality": 85},  # 1.9 KB for the same image
+}
+
+
+def thumbnail_png(img: Image.Image, size: int, encoding: str = "png") -> bytes:
+    """Image bytes (PNG unless `encoding` says jpeg) of `img`, longest side `size` pixels."""
     thumb = img.copy()
     thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    thumb.save(buf, format="PNG", optimize=True)
+    thumb.save(buf, **THUMBNAIL_ENCODINGS[encoding])
     return buf.getvalue()
 
 

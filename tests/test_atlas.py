@@ -137,5 +137,8 @@ def test_thumbnails_follow_atlas_rows_and_switch_to_jpeg_for_large_samples(tmp_p
                        paths[-1])  # fmt: skip
     same = _thumbnails(paths, ["a", "b", "c"])
     assert same.num_chunks == 2 and same.to_pylist() == [b"a", b"b", b"c"]  # no copy
+    dropped = _thumbnails(paths, ["a", "c"])  # an image some model skipped: filtered
+    assert dropped.num_chunks == 2 and dropped.to_pylist() == [b"a", b"c"]
     moved = _thumbnails(paths, ["c", "a", "x"])  # reordered, and one never thumbnailed
     assert moved.to_pylist() == [b"c", b"a", None]
+    assert same.type == dropped.type == moved.type == pa.binary()

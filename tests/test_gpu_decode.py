@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from cxratlas.embed.gpu_decode import decode_gray8
+from cxratlas.embed.gpu_decode import _upright, decode_gray8
 from cxratlas.ingest.imaging import ImageLoadError, load_gray8
 
 # JPEG decoders may round the IDCT and colour conversion differently: at most this many grey
@@ -43,6 +45,11 @@ def test_batch_decode_matches_the_pil_path(files):
     assert isinstance(out[3], ImageLoadError) and "broken.jpg" in str(out[3])
 
 
+def files_gray(folder: Path) -> str:
+    Image.fromarray(np.full((40, 30), 90, np.uint8), "L").save(folder / "up.jpg")
+    return str(folder / "up.jpg")
+
+
 def test_exif_orientation_is_applied_as_the_pil_path_does(tmp_path):
     gray = np.tile(np.linspace(0, 255, 200, dtype=np.uint8), (120, 1))  # 120 x 200, landscape
     img = Image.fromarray(gray, "L")
@@ -53,6 +60,9 @@ def test_exif_orientation_is_applied_as_the_pil_path_does(tmp_path):
     ref = np.asarray(load_gray8(tmp_path / "rot.jpg"))
     assert ref.shape == (200, 120) and out.shape == ref.shape
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= MAX_LEVELS
+    # nvJPEG's batch path ignores the tag, so such a file never reaches it
+    assert not _upright((tmp_path / "rot.jpg").read_bytes())
+    assert _upright(Path(files_gray(tmp_path)).read_bytes())
 
 
 def test_extraction_decodes_jpegs_per_batch_as_the_workers_would(files, tmp_path, monkeypatch):

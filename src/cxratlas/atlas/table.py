@@ -121,11 +121,15 @@ def _thumbnails(paths: list[str], ids: list[str]) -> pa.ChunkedArray:
     and one chunk would pass the 2 GiB a binary array can hold."""
     thumbs = pa.concat_tables([pq.read_table(p, columns=["image_id", "thumbnail"]) for p in paths])
     have = thumbs.column("image_id").to_pylist()
-    if have == ids:  # shards in sample order and nothing dropped: no reordering copy
-        return thumbs.column("thumbnail")
+    wanted = set(ids)
+    keep = np.fromiter((h in wanted for h in have), bool, len(have))
+    if [h for h, k in zip(have, keep, strict=True) if k] == ids:  # sample order, some dropped
+        return thumbs.column("thumbnail").filter(pa.array(keep))  # chunk by chunk, no join
+    # out of order or missing (not what the workflow writes): one reordered large_binary array
     pos = pd.Series(np.arange(len(have)), index=have).reindex(ids)
     take = pa.array(pos.fillna(0).to_numpy(np.int64), mask=pos.isna().to_numpy())
-    return thumbs.column("thumbnail").cast(pa.large_binary()).take(take)  # 64-bit offsets
+    column = thumbs.column("thumbnail").cast(pa.large_binary()).take(take)  # 64-bit offsets
+    return column.cast(pa.binary()) if column.nbytes < 2**31 - 2**20 else column
 
 
 def _metadata(meta: pd.DataFrame, allowed: list[str], ids_hashed: bool) -> dict[str, pa.Array]:

@@ -54,7 +54,8 @@ def decode_bytes(
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    jpeg = [i for i, d in enumerate(data) if d and d.startswith(JPEG_MAGIC)]
+    # a JPEG with an EXIF orientation goes to PIL: torchvision's CUDA path ignores the tag
+    jpeg = [i for i, d in enumerate(data) if d and d.startswith(JPEG_MAGIC) and _upright(d)]
     out: list = [None] * len(paths)
     if jpeg:
         tensors = [torch.frombuffer(bytearray(data[i]), dtype=torch.uint8) for i in jpeg]
@@ -74,6 +75,19 @@ def decode_bytes(
             except ImageLoadError as exc:
                 out[i] = exc
     return out
+
+
+def _upright(data: bytes) -> bool:
+    """Whether the JPEG needs no EXIF rotation (PIL reads only its header here)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.getexif().get(0x0112, 1) == 1
+    except Exception:  # unreadable header: let the decoder (or PIL after it) say why
+        return True
 
 
 def _one(tensor, device: str):

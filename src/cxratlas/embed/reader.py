@@ -69,16 +69,25 @@ def collate_items(items):
     return items
 
 
-def batch_decoded(loader, paths: list[str], preprocess, device: str):
+def batch_decoded(loader, paths: list[str], preprocess, device: str, threads: int = 1):
     """`loader`'s batches with their JPEG bytes decoded together on `device` and preprocessed
-    here, as `collate` gives them: (rows in order, stacked batch or None, failures)."""
-    for items in loader:
-        raw = [(i, x) for i, x, err in items if isinstance(x, bytes)]
-        done = {i: (x, err) for i, x, err in items if not isinstance(x, bytes)}
-        decoded = decode_bytes([x for _, x in raw], [paths[i] for i, _ in raw], device)
-        for (i, _), img in zip(raw, decoded, strict=True):
-            done[i] = _preprocessed(img, preprocess, paths[i])
-        yield collate([(i, *done[i]) for i in sorted(done)])
+    here by `threads` threads (PIL's resize releases the GIL), as `collate` gives them:
+    (rows in order, stacked batch or None, failures)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for items in loader:
+            yield _decoded_batch(items, paths, preprocess, device, pool)
+
+
+def _decoded_batch(items, paths: list[str], preprocess, device: str, pool):
+    raw = [(i, x) for i, x, err in items if isinstance(x, bytes)]
+    done = {i: (x, err) for i, x, err in items if not isinstance(x, bytes)}
+    decoded = decode_bytes([x for _, x in raw], [paths[i] for i, _ in raw], device)
+    jobs = [(img, preprocess, paths[i]) for (i, _), img in zip(raw, decoded, strict=True)]
+    for (i, _), result in zip(raw, pool.map(lambda a: _preprocessed(*a), jobs), strict=True):
+        done[i] = result
+    return collate([(i, *done[i]) for i in sorted(done)])
 
 
 def _preprocessed(img, preprocess, path: str):
@@ -121,4 +130,5 @@ def image_loader(
     )
     if not batched:
         return loader
-    return batch_decoded(loader, rows["path"].tolist(), model.preprocess, device)
+    paths = rows["path"].tolist()
+    return batch_decoded(loader, paths, model.preprocess, device, threads=max(1, num_workers))

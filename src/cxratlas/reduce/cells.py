@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 CANDIDATE_BLOCK = 32768  # candidates scored per product: bounds the scratch at any `probe`
+QUERY_BLOCK = 1024  # queries per product: k-means may make a cell of near-duplicates large
 
 
 @dataclass
@@ -31,7 +32,8 @@ class CellIndex:
     @classmethod
     def build(cls, Z: np.ndarray, cell_size: int, max_probe: int, seed: int) -> CellIndex:
         """Spherical k-means on the L2-normalised rows of Z (FAISS trains it on at most 64
-        rows per cell), then every row assigned to its nearest centroid."""
+        rows per cell), then every row assigned to its nearest centroid; each cell's
+        `max_probe` nearest cells are kept (every cell where there are fewer)."""
         import faiss
 
         Z = np.ascontiguousarray(Z, np.float32)
@@ -74,8 +76,15 @@ class CellIndex:
                 continue
             c = int(self.cell_of[queries[group[0]]])
             cand = self.members(self.nearest[c, : max(1, probe)])
-            idx[group], dist[group] = _best(X, queries[group], cand, k)
+            for start in range(0, len(group), QUERY_BLOCK):
+                part = group[start : start + QUERY_BLOCK]
+                idx[part], dist[part] = _best(X, queries[part], cand, k)
         return idx, dist
+
+    @property
+    def max_probe(self) -> int:
+        """The most cells one search can probe (the width of the `nearest` table)."""
+        return self.nearest.shape[1]
 
 
 def _self_first_cells(nearest: np.ndarray) -> np.ndarray:
@@ -96,9 +105,10 @@ def _best(X: np.ndarray, q: np.ndarray, cand: np.ndarray, k: int):
     for start in range(0, len(cand), CANDIDATE_BLOCK):
         block = cand[start : start + CANDIDATE_BLOCK]
         sims = np.concatenate([best_s, Xq @ X[block].T], axis=1)
-        ids = np.concatenate([best_i, np.broadcast_to(block, (len(q), len(block)))], axis=1)
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        best_s, best_i = np.take_along_axis(sims, top, 1), np.take_along_axis(ids, top, 1)
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # positions: best so far, then block
+        kept = np.take_along_axis(best_i, np.minimum(top, k - 1), 1)
+        best_i = np.where(top < k, kept, block[np.maximum(top - k, 0)])
+        best_s = np.take_along_axis(sims, top, 1)
     order = np.argsort(-best_s, axis=1, kind="stable")
     best_s, best_i = np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
     return best_i, np.clip(1.0 - np.where(np.isfinite(best_s), best_s, -1.0), 0.0, 2.0)

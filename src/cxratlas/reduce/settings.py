@@ -61,8 +61,8 @@ class ReduceSettings:
 
     def for_matrix(self, n: int, dim: int) -> tuple[ReduceSettings, list[str]]:
         """The settings with `auto` resolved for an n x dim matrix, and what was chosen why.
-        Past `knn.exact_max` vectors the graph is searched on 128 principal components (HNSW
-        on the CPU) with the recall target guarding it, and UMAP starts from PCA, so half
+        Past `knn.exact_max` vectors 128 principal components draw the k-means cells of the
+        CPU search (cells.py) with the recall target guarding it, and UMAP starts from PCA, so half
         umap-learn's 200 epochs reach the same trustworthiness (0.9981 vs 0.9982 at 100k)."""
         large = n > self.knn.exact_max
         notes, pca, init, epochs = [], self.pca, self.init, self.n_epochs

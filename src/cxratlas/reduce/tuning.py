@@ -125,16 +125,15 @@ class TunedSearch:
         from cxratlas.reduce.cells import CellIndex
 
         if "cells" not in self.indexes:
-            self.indexes["cells"] = CellIndex.build(
-                self.Z, self.s.cell_size, self.s.max_ef_search, self.seed
-            )
+            widest = max(self.s.cell_probe, self.s.max_ef_search)
+            self.indexes["cells"] = CellIndex.build(self.Z, self.s.cell_size, widest, self.seed)
         return self.indexes["cells"]
 
     def _ladder(self) -> list[Effort]:
         steps = ladder(self.s, self.Z is not self.Xn, self.method)
-        if self.method == "cells":  # past probing every cell the search is exact
-            every = self._cells().cells
-            steps = [e for e in steps if e.nprobe < every] + [replace(steps[0], nprobe=every)]
+        if self.method == "cells":  # probing every cell is exact search, and the last rung
+            widest = self._cells().max_probe  # (every cell, or max_ef_search of them)
+            steps = [e for e in steps if e.nprobe < widest] + [replace(steps[0], nprobe=widest)]
         return steps
 
     def choose(self) -> Effort:

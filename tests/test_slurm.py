@@ -106,7 +106,9 @@ def cluster(tmp_path_factory):
     generate_demo(data, n_images=60, seed=5, progress=False)
     c = Cluster(tmp_path_factory.mktemp("slurm-run"), data)
     c.write_config()
-    proc = c.run()
+    # the executor's efficiency report, as the README tells users to ask for it
+    proc = c.run("--slurm-efficiency-report",
+                 "--slurm-efficiency-report-path", str(c.workdir / "efficiency"))  # fmt: skip
     assert proc.returncode == 0, _explain(proc)
     return c
 
@@ -131,6 +133,19 @@ def test_every_shard_ran_as_a_slurm_job_with_a_gpu(cluster):
             assert "slurm job" in log and any(f"slurm job {i}" in log for i in embed["id"])
     atlas = pq.read_table(cluster.workdir / "results/atlas/atlas.parquet")
     assert atlas.num_rows == 60
+
+
+def test_the_efficiency_report_covers_every_job(cluster):
+    """`--slurm-efficiency-report` writes one CSV from sacct: CPU and memory efficiency per job
+    step, named by rule and wildcards."""
+    (report,) = (cluster.workdir / "efficiency").glob("efficiency_report_*.csv")
+    df = pd.read_csv(report)
+    assert {"CPU Efficiency (%)", "Memory Usage (%)", "RuleName"} <= set(df.columns)
+    embed = df[df["RuleName"].str.startswith(EMBED)]  # the comment: rule and wildcards
+    assert len(embed) >= 6, df[["JobName", "RuleName"]]  # the six shard jobs' steps at least
+    cpu = df["CPU Efficiency (%)"]
+    assert ((cpu > 0) & (cpu <= 100 * 4)).all(), df  # sacct's TotalCPU over elapsed x CPUs
+    assert (df["RequestedMem_MB"] > 0).all()  # the profile's mem_mb, the Memory Usage base
 
 
 def test_failed_shard_is_reported_and_rerun_alone(cluster):

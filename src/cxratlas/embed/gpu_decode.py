@@ -54,8 +54,7 @@ def decode_bytes(
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    # a JPEG with an EXIF orientation goes to PIL: torchvision's CUDA path ignores the tag
-    jpeg = [i for i, d in enumerate(data) if d and d.startswith(JPEG_MAGIC) and _upright(d)]
+    jpeg = [i for i, d in enumerate(data) if d and batchable(d)]
     out: list = [None] * len(paths)
     if jpeg:
         tensors = [torch.frombuffer(bytearray(data[i]), dtype=torch.uint8) for i in jpeg]
@@ -75,6 +74,12 @@ def decode_bytes(
             except ImageLoadError as exc:
                 out[i] = exc
     return out
+
+
+def batchable(data: bytes) -> bool:
+    """Whether a file's bytes can go to the batch decoder: a JPEG needing no EXIF rotation
+    (torchvision's CUDA path ignores the tag, so a rotated one takes the PIL path)."""
+    return data.startswith(JPEG_MAGIC) and _upright(data)
 
 
 def _upright(data: bytes) -> bool:

@@ -16,7 +16,7 @@ import pandas as pd
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from cxratlas.embed.gpu_decode import decode_bytes, is_jpeg, read_bytes
+from cxratlas.embed.gpu_decode import batchable, decode_bytes, is_jpeg, read_bytes
 from cxratlas.ingest.imaging import ImageLoadError, ImageSource
 
 JPEG_DECODE = ("auto", "pil", "batch")  # extract.jpeg_decode
@@ -40,9 +40,9 @@ class ImageReader(Dataset):
         return len(self.ids)
 
     def __getitem__(self, i: int):
-        if self.jpeg_bytes and is_jpeg(self.paths[i]):
+        if self.jpeg_bytes and is_jpeg(self.paths[i]):  # decided here, in the workers
             (data,) = read_bytes([self.paths[i]])
-            if data is not None:
+            if data is not None and batchable(data):
                 return i, data, None
         try:
             return i, self.preprocess(self.source.load(self.ids[i], self.paths[i])), None
@@ -62,11 +62,6 @@ def collate(items):
     bad = [(i, err) for i, _, err in items if err is not None]
     batch = np.stack([x for _, x in ok]) if ok else None
     return [i for i, _ in ok], batch, bad
-
-
-def collate_items(items):
-    """The items as they are (rows, arrays or JPEG bytes, errors): `batch_decoded` stacks."""
-    return items
 
 
 def batch_decoded(loader, paths: list[str], preprocess, device: str, threads: int = 1):
@@ -123,7 +118,7 @@ def image_loader(
         batch_size=model.batch_size,
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=collate_items if batched else collate,
+        collate_fn=list if batched else collate,  # batched: `batch_decoded` stacks them
         pin_memory=getattr(model, "device", "") == "cuda",
         prefetch_factor=4 if num_workers else None,
         persistent_workers=False,

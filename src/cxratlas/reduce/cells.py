@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cxratlas.reduce.neighbours import self_first
+
 CANDIDATE_BLOCK = 32768  # candidates scored per product: bounds the scratch at any `probe`
 QUERY_BLOCK = 1024  # queries per product: k-means may make a cell of near-duplicates large
 
@@ -63,7 +65,8 @@ class CellIndex:
         self, X: np.ndarray, rows: np.ndarray | None, k: int, probe: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """(indices, cosine distances) of the k nearest of L2-normalised X among the rows of
-        each query's `probe` nearest cells, for the query rows `rows` (None: every row)."""
+        each query's `probe` nearest cells, for the query rows `rows` (None: every row, each
+        row's own index then first, as `knn.search_blocks` gives it)."""
         queries = np.arange(len(X)) if rows is None else np.asarray(rows)
         k = min(k, len(X))
         idx = np.empty((len(queries), k), np.int64)
@@ -79,6 +82,8 @@ class CellIndex:
             for start in range(0, len(group), QUERY_BLOCK):
                 part = group[start : start + QUERY_BLOCK]
                 idx[part], dist[part] = _best(X, queries[part], cand, k)
+        if rows is None:
+            self_first(idx, dist)
         return idx, dist
 
     @property

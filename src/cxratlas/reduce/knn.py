@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cxratlas.reduce.neighbours import self_first
+
 log = logging.getLogger(__name__)
 
 
@@ -111,17 +113,6 @@ def build_index(X: np.ndarray, method: str, s: KnnSettings, gpu: bool, seed: int
     return index
 
 
-def _self_first(idx: np.ndarray, dist: np.ndarray) -> None:
-    """UMAP's precomputed_knn wants each row's own index in column 0 (ties may displace it)."""
-    rows = np.arange(len(idx))
-    for r in np.flatnonzero(idx[:, 0] != rows):
-        where = np.flatnonzero(idx[r] == r)
-        pos = int(where[0]) if len(where) else idx.shape[1] - 1  # missing: drop the last
-        idx[r] = np.concatenate([[r], np.delete(idx[r], pos)])
-        dist[r] = np.concatenate([[0.0], np.delete(dist[r], pos)])
-    dist[:, 0] = 0.0
-
-
 def search_blocks(
     X: np.ndarray, rows: np.ndarray | None, k: int, index=None, gpu: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +138,7 @@ def search_blocks(
         idx[bad] = np.broadcast_to(queries[:, None], idx.shape)[bad]
         dist[bad] = 2.0
     if rows is None:
-        _self_first(idx, dist)
+        self_first(idx, dist)
     return idx, dist
 
 
@@ -168,9 +159,9 @@ def knn_graph(
     if method == "cells":
         from cxratlas.reduce.cells import CellIndex
 
-        cells = CellIndex.build(X, s.cell_size, s.cell_probe, seed)
-        idx, dist = cells.search(X, None, k, s.cell_probe)
-        _self_first(idx, dist)
+        idx, dist = CellIndex.build(X, s.cell_size, s.cell_probe, seed).search(
+            X, None, k, s.cell_probe
+        )
         return idx, dist, method
     index = None if method == "exact" else build_index(X, method, s, gpu, seed)
     idx, dist = search_blocks(X, None, k, index, gpu)
@@ -216,5 +207,5 @@ def refine_in_full_space(
         idx[start : start + len(cand)] = np.take_along_axis(cand, order, 1)
         dist[start : start + len(cand)] = np.clip(1.0 - np.take_along_axis(sims, order, 1), 0, 2)
     if rows is None:
-        _self_first(idx, dist)
+        self_first(idx, dist)
     return idx, dist

@@ -1,4 +1,5 @@
-"""How far two kNN graphs over the same images agree, point by point.
+"""kNN graph primitives: how far two graphs over the same images agree, point by point, and
+each row's own index first (the order every search hands UMAP).
 
 The atlas colours each image by its cross-model agreement and the analyses average it, so these
 primitives sit with the graphs they compare (later stages import them from here).
@@ -55,3 +56,14 @@ def aligned_neighbours(table, common: pd.Index) -> tuple[np.ndarray, np.ndarray]
     local_to_common = common.get_indexer(ids)  # -1 for ids outside `common`
     rows = ids.get_indexer(common)
     return local_to_common[local[rows]], rows
+
+
+def self_first(idx: np.ndarray, dist: np.ndarray) -> None:
+    """UMAP's precomputed_knn wants each row's own index in column 0 (ties may displace it)."""
+    rows = np.arange(len(idx))
+    for r in np.flatnonzero(idx[:, 0] != rows):
+        where = np.flatnonzero(idx[r] == r)
+        pos = int(where[0]) if len(where) else idx.shape[1] - 1  # missing: drop the last
+        idx[r] = np.concatenate([[r], np.delete(idx[r], pos)])
+        dist[r] = np.concatenate([[0.0], np.delete(dist[r], pos)])
+    dist[:, 0] = 0.0

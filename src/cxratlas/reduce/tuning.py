@@ -20,7 +20,6 @@ import numpy as np
 from cxratlas.logs import alert
 from cxratlas.reduce.knn import (
     KnnSettings,
-    _self_first,
     build_index,
     exact_search,
     refine_in_full_space,
@@ -102,10 +101,7 @@ class TunedSearch:
 
     def _search(self, rows: np.ndarray | None, e: Effort) -> tuple[np.ndarray, np.ndarray]:
         if self.method == "cells":
-            idx, dist = self._cells().search(self.Xn, rows, self.k, e.nprobe)
-            if rows is None:
-                _self_first(idx, dist)
-            return idx, dist
+            return self._cells().search(self.Xn, rows, self.k, e.nprobe)
         space = self.Z if e.reduced else self.Xn
         want = min(len(space), self.k * e.refine)
         if self.method != "exact" and e.reduced not in self.indexes:

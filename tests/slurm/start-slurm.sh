@@ -108,8 +108,10 @@ CONF
 fi
 
 if ! running /run/slurmctld.pid; then
+  # -c: with no controller running, any saved job is stale (a machine copied from a disk whose
+  # cluster was mid-run restored those jobs and came up "mixed"), so start from a clean state.
   log "starting slurmctld"
-  /usr/sbin/slurmctld
+  /usr/sbin/slurmctld -c
 fi
 for _ in $(seq 1 60); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.5; done
 if ! running /run/slurmd.pid; then
@@ -125,7 +127,8 @@ done
 sinfo -N -o '%N %T %c %m %G'
 if [ "$state" != idle ]; then
   echo "node not idle: $state" >&2
-  tail -20 /var/log/slurm/slurmd.log /var/log/slurm/slurmctld.log >&2
+  squeue >&2 || true
+  tail -n 20 /var/log/slurm/slurmd.log /var/log/slurm/slurmctld.log >&2
   exit 1
 fi
 log "slurm is up (${CPUS} CPUs, gpu:${GPUS}, accounting: $([ "$WITH_DBD" = 1 ] && echo slurmdbd || echo none))"

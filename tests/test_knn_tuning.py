@@ -12,7 +12,7 @@ import pytest
 from cxratlas.reduce.cells import CellIndex
 from cxratlas.reduce.knn import KnnSettings, exact_search, knn_recall, l2_normalise
 from cxratlas.reduce.torch_knn import torch_exact_knn
-from cxratlas.reduce.tuning import TunedSearch, ladder
+from cxratlas.reduce.tuning import TunedSearch, cells_recall, ladder, sample_recall
 
 
 def isotropic_centres(n: int, d: int, centres: int, seed: int = 0) -> np.ndarray:
@@ -96,8 +96,23 @@ def test_cells_tuning_raises_the_probe_until_the_target():
     idx, dist, label, report = TunedSearch(X, Z, 15, s, False, 0).graph()
     assert knn_recall(X, untuned[0], 500) < 0.6 <= 0.93 <= knn_recall(X, idx, 500)
     probes = [int(t["effort"].split(", ")[1].split()[0]) for t in report["tried"]]
-    assert probes[:3] == [1, 2, 4] and report["met"] and label == f"cells+probe{probes[-1]}"
+    assert probes[:4] == [1, 2, 3, 4] and report["met"] and label == f"cells+probe{probes[-1]}"
+    assert report["tried"][-2]["sample_recall"] < 0.96 <= report["tried"][-1]["sample_recall"]
     assert (idx[:, 0] == np.arange(len(X))).all() and (np.diff(dist, axis=1) >= -1e-6).all()
+
+
+def test_a_rungs_recall_is_what_searching_with_it_gives():
+    X = isotropic_centres(6000, 64, 4)
+    cells = CellIndex.build(X, cell_size=100, max_probe=64, seed=0)
+    queries = np.sort(np.random.default_rng(3).choice(len(X), 300, replace=False))
+    truth = exact_search(X[queries], X, 15)[1]
+    for probe in (1, 3, 8, 60):
+        searched = sample_recall(cells.search(X, queries, 15, probe)[0], truth, queries)
+        assert abs(cells_recall(cells, queries, truth, probe) - searched) < 1e-3
+    assert (
+        cells_recall(cells, queries, truth, 1) < 0.8
+        and cells_recall(cells, queries, truth, 60) == 1.0
+    )
 
 
 def test_exact_search_on_the_cpu_is_faiss():

@@ -110,6 +110,21 @@ def test_pca_before_the_graph_is_reported_and_keeps_structure():
     assert r.quality["knn"]["recall"] > r16.quality["knn"]["recall"] + 0.1
 
 
+def test_a_matrix_given_up_is_freed_before_umap_and_changes_nothing():
+    X, _ = _blobs(d=256)
+    s = ReduceSettings(k=15, seed=0, min_cluster_size=15, pca=16)
+    kept = X.copy()
+    r_kept = reduce_embeddings(kept, s)  # not given up: the caller's matrix is untouched
+    given = X.copy()
+    r_given = reduce_embeddings(given, s, inplace=True)
+    assert given.shape == (0, 256) and np.array_equal(kept, X)  # its memory went back
+    assert np.array_equal(r_kept.xy, r_given.xy) and np.array_equal(r_kept.knn_idx, r_given.knn_idx)
+    assert r_kept.quality["trustworthiness"] == r_given.quality["trustworthiness"] > 0.8
+    no_pca = X.copy()  # without PCA, UMAP lays out the matrix itself: it is kept
+    reduce_embeddings(no_pca, s.but(pca=None), inplace=True)
+    assert no_pca.shape == X.shape
+
+
 def test_backend_choice_and_the_cpu_path_never_imports_rapids():
     import subprocess
     import sys

@@ -39,16 +39,31 @@ class ReduceResult:
     quality: dict[str, Any] = field(default_factory=dict)
 
 
+def sample_rows(n: int, sample: int, seed: int) -> np.ndarray:
+    """The seeded subsample of rows that trustworthiness is scored on."""
+    return np.sort(np.random.default_rng(seed).choice(n, min(sample, n), replace=False))
+
+
+def trustworthiness_of(X: np.ndarray, Y: np.ndarray, k: int) -> float:
+    """Trustworthiness of the map rows Y of the rows X (cosine, via L2-normalised X)."""
+    from sklearn.manifold import trustworthiness
+
+    return float(trustworthiness(X, Y, n_neighbors=max(1, min(k, len(X) // 2 - 1))))
+
+
 def trustworthiness_sample(
     X: np.ndarray, Y: np.ndarray, k: int, sample: int = 2000, seed: int = 0
 ) -> float:
     """Trustworthiness of the map Y of X (cosine, via L2-normalised X) on a seeded subsample."""
-    from sklearn.manifold import trustworthiness
+    rows = sample_rows(len(X), sample, seed)
+    return trustworthiness_of(X[rows], Y[rows], k)
 
-    n = len(X)
-    rows = np.sort(np.random.default_rng(seed).choice(n, min(sample, n), replace=False))
-    k = max(1, min(k, len(rows) // 2 - 1))
-    return float(trustworthiness(X[rows], Y[rows], n_neighbors=k))
+
+def _free(M: np.ndarray) -> None:
+    """Give a matrix's memory back now, though the caller still names it (it gave it up):
+    a 1M x 768 float32 matrix is 3 GiB that UMAP's graph would otherwise sit on top of."""
+    if M.flags.owndata:
+        M.resize((0, M.shape[1]), refcheck=False)
 
 
 class _Steps:
@@ -74,8 +89,9 @@ def reduce_embeddings(
 ) -> ReduceResult:
     """Reduce one model's embeddings.
 
-    `inplace=True` normalises X in its own memory (the caller gives it up), which keeps the peak
-    near the matrix plus the graph.
+    `inplace=True` normalises X in its own memory: the caller gives X up, and it is left empty
+    once the kNN graph is built (with PCA, UMAP and the clusters need only the scores, the
+    graph and the trustworthiness sample, so the matrix's memory is freed before UMAP's).
     """
     if X.shape[0] < 3:
         raise ValueError(f"need at least 3 embeddings to reduce, got {X.shape[0]}")
@@ -87,12 +103,15 @@ def reduce_embeddings(
         log.info("large matrix: %s", note)
     Xn, Z = _project(X, s, be, steps, inplace)
     idx, dist = _graph(Xn, Z, s, be, steps)
+    trust_rows = sample_rows(len(Xn), s.trust_sample, s.rng_seed)
+    X_trust = Xn[trust_rows]
+    if Z is not Xn and (inplace or Xn is not X):  # the matrix is ours: UMAP needs only Z
+        _free(Xn)
+    del X, Xn
     xy = be.umap(Z, idx, dist, 2, s.layout)
     steps.done("umap")
-    steps.quality["trustworthiness"] = trustworthiness_sample(
-        Xn, xy, s.k, s.trust_sample, s.rng_seed
-    )
-    steps.quality["trustworthiness_sample"] = int(min(s.trust_sample, len(Xn)))
+    steps.quality["trustworthiness"] = trustworthiness_of(X_trust, xy[trust_rows], s.k)
+    steps.quality["trustworthiness_sample"] = len(trust_rows)
     steps.done("trust")
     space = xy
     if s.cluster_space == "umap":

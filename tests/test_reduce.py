@@ -4,6 +4,7 @@ from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from cxratlas.reduce import ReduceSettings, reduce_embeddings
 from cxratlas.reduce.knn import KnnSettings, knn_graph, knn_recall, l2_normalise
+from cxratlas.reduce.neighbours import locality_order
 from cxratlas.reduce.outliers import knn_outlier_score, knn_pagerank
 
 
@@ -123,6 +124,23 @@ def test_a_matrix_given_up_is_freed_before_umap_and_changes_nothing():
     no_pca = X.copy()  # without PCA, UMAP lays out the matrix itself: it is kept
     reduce_embeddings(no_pca, s.but(pca=None), inplace=True)
     assert no_pca.shape == X.shape
+
+
+def test_the_layout_order_puts_graph_neighbours_near_each_other():
+    n, rng = 3000, np.random.default_rng(0)
+    ring = np.arange(n)[:, None] + np.array([0, -3, -2, -1, 1, 2, 3])  # self, then a ring
+    label = rng.permutation(n)  # stored in shuffled order, as a manifest would be
+    idx = np.empty((n, 7), np.int64)
+    idx[label] = label[ring % n]
+    order = locality_order(idx)
+    assert sorted(order.tolist()) == list(range(n))
+    where = np.empty(n, np.int64)
+    where[order] = np.arange(n)
+
+    def gap(i):
+        return np.abs(i[:, 1:] - i[:, :1]).mean()
+
+    assert gap(idx) > n / 5 and gap(where[idx[order]]) < 10
 
 
 def test_backend_choice_and_the_cpu_path_never_imports_rapids():

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from cxratlas.reduce.neighbours import locality_order
 from cxratlas.reduce.projection import fit_and_project
 from cxratlas.reduce.settings import UmapSettings
 
@@ -34,7 +35,16 @@ class CPUBackend:
         layout: UmapSettings,
     ) -> np.ndarray:
         """UMAP with metric cosine, fed the kNN graph so it is not searched again. A seed makes
-        it reproducible and single-threaded (umap-learn's rule); None runs it in parallel."""
+        it reproducible and single-threaded (umap-learn's rule); None runs it in parallel.
+        The rows are laid out in an order that keeps neighbours together in memory, and the
+        map is returned in the input's order."""
+        order = locality_order(knn_idx)
+        where = np.empty_like(order)
+        where[order] = np.arange(len(order))
+        xy = self._umap(X[order], where[knn_idx[order]], knn_dist[order], n_components, layout)
+        return xy[where]
+
+    def _umap(self, X, knn_idx, knn_dist, n_components: int, layout: UmapSettings):
         import umap
 
         k = knn_idx.shape[1]

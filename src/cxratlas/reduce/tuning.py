@@ -93,15 +93,15 @@ def cells_recall(cells, queries: np.ndarray, truth: np.ndarray, probe: int) -> f
     """The recall@k that searching `cells` with `probe` gives the sample, without searching:
     the cells score every candidate exactly, so a true neighbour is found exactly when its cell
     is among the `probe` nearest of the query's cell (ties between equal distances aside)."""
-    k = truth.shape[1]
-    table = cells.nearest[cells.cell_of[queries]]  # (queries, max_probe) cells probed, in order
-    rank = np.full((len(queries), cells.cells), np.iinfo(np.int32).max, np.int32)
-    np.put_along_axis(rank, table, np.arange(table.shape[1], dtype=np.int32)[None, :], 1)
-    found = (np.take_along_axis(rank, cells.cell_of[truth], 1) < probe) & (
-        truth != queries[:, None]
-    )
-    hits = np.minimum(found.sum(1), k - 1)  # the query itself is left out of both sides
-    return float(hits.sum() / (len(queries) * max(k - 1, 1)))
+    k, hits = truth.shape[1], 0
+    for start in range(0, len(queries), 256):  # a (queries, cells) rank table, 256 at a time
+        q, t = queries[start : start + 256], truth[start : start + 256]
+        table = cells.nearest[cells.cell_of[q], :probe]  # the cells probed, in order
+        rank = np.full((len(q), cells.cells), probe, np.int32)
+        np.put_along_axis(rank, table, np.arange(table.shape[1], dtype=np.int32)[None, :], 1)
+        found = (np.take_along_axis(rank, cells.cell_of[t], 1) < probe) & (t != q[:, None])
+        hits += int(np.minimum(found.sum(1), k - 1).sum())  # the query itself left out
+    return hits / (len(queries) * max(k - 1, 1))
 
 
 CELLS_MARGIN = 0.01  # the chosen probe's sample recall clears the target by this: the rungs

@@ -3,8 +3,8 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from cxratlas.reduce import ReduceSettings, reduce_embeddings
+from cxratlas.reduce.cpu import locality_order
 from cxratlas.reduce.knn import KnnSettings, knn_graph, knn_recall, l2_normalise
-from cxratlas.reduce.neighbours import locality_order
 from cxratlas.reduce.outliers import knn_outlier_score, knn_pagerank
 
 

@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 
-from cxratlas.reduce.neighbours import locality_order
 from cxratlas.reduce.projection import fit_and_project
 from cxratlas.reduce.settings import UmapSettings
 
@@ -84,3 +83,18 @@ class CPUBackend:
             min_cluster_size=min_cluster_size, min_samples=min_samples, core_dist_n_jobs=-1
         )
         return model.fit_predict(np.asarray(Y, np.float64)).astype(np.int32)
+
+
+def locality_order(idx: np.ndarray) -> np.ndarray:
+    """A row order that puts graph neighbours near each other in memory (reverse
+    Cuthill-McKee on the kNN graph): UMAP's layout then finds a point's neighbours in cache.
+    At 1M points (2 cores) it took 1.2 s and cut 10 epochs of UMAP from 40.0 s to 35.6 s in
+    the same process; a full 100-epoch run was not faster than an earlier one without it."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    n, k = idx.shape
+    graph = csr_matrix(
+        (np.ones(idx.size, np.int8), idx.ravel(), np.arange(0, idx.size + 1, k)), shape=(n, n)
+    )
+    return reverse_cuthill_mckee(graph, symmetric_mode=False).astype(np.int64)

@@ -179,10 +179,15 @@ def knn_recall(
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(n, min(sample, n), replace=False))
     _, exact = exact_search(X_ref[queries], X_ref, k, gpu)
-    hits = 0
-    for q, row, truth in zip(queries, idx[queries], exact, strict=True):
-        hits += len((set(row.tolist()) - {q}) & (set(truth.tolist()) - {q}))
-    return hits / (len(queries) * (k - 1))
+    return sample_recall(idx[queries], exact, queries)
+
+
+def sample_recall(idx: np.ndarray, truth: np.ndarray, queries: np.ndarray) -> float:
+    """Mean recall@k of graph rows against exact rows, the query itself left out."""
+    k = truth.shape[1]
+    hits = sum(len((set(r.tolist()) - {q}) & (set(t.tolist()) - {q}))
+               for q, r, t in zip(queries, idx, truth, strict=True))  # fmt: skip
+    return hits / (len(queries) * max(k - 1, 1))
 
 
 def refine_in_full_space(

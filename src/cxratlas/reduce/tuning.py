@@ -25,6 +25,7 @@ from cxratlas.reduce.knn import (
     build_index,
     exact_search,
     refine_in_full_space,
+    sample_recall,
     search_blocks,
 )
 
@@ -52,8 +53,8 @@ class Effort:
 
 
 def ladder(s: KnnSettings, reduced: bool, method: str = "hnsw") -> list[Effort]:
-    """The configured effort, then doublings of the method's knob (cells probed, HNSW
-    ef_search, IVF nprobe; exact search has none) and of the refine factor, up to the limits;
+    """The configured effort, then doublings of the method's knob (HNSW ef_search, IVF
+    nprobe; exact search has none) and of the refine factor, up to the limits;
     with PCA, two doublings in the PCA space and then the same in the full space. Cells score
     every candidate in the full space, so their ladder is the probe's alone, in steps of a
     quarter: each rung's cost is linear in the probe, so overshooting the target is paid in full."""
@@ -79,14 +80,6 @@ def ladder(s: KnnSettings, reduced: bool, method: str = "hnsw") -> list[Effort]:
     if reduced:
         steps += ladder(s, False, method)
     return steps
-
-
-def sample_recall(idx: np.ndarray, truth: np.ndarray, queries: np.ndarray) -> float:
-    """Mean recall@k of graph rows against exact rows, the query itself left out."""
-    k = truth.shape[1]
-    hits = sum(len((set(r.tolist()) - {q}) & (set(t.tolist()) - {q}))
-               for q, r, t in zip(queries, idx, truth, strict=True))  # fmt: skip
-    return hits / (len(queries) * max(k - 1, 1))
 
 
 def cells_recall(cells, queries: np.ndarray, truth: np.ndarray, probe: int) -> float:

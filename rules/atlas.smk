@@ -1,7 +1,6 @@
 rule thumbnails:
     input:
         unpack(decoded_shard),
-        sample="results/sample/sample.parquet",
     output:
         thumbnails="results/thumbnails/shard-{shard}.parquet",
     log:
@@ -9,6 +8,8 @@ rule thumbnails:
     conda:
         "../envs/ingest.yaml"
     params:
+        sample=SAMPLE,
+        shard_key=shard_key,
         size=config["atlas"]["thumbnail_size"],
         format=config["atlas"]["thumbnail_format"],
     script:
@@ -17,7 +18,6 @@ rule thumbnails:
 
 rule atlas:
     input:
-        sample="results/sample/sample.parquet",
         manifest="results/manifest.parquet",
         reduced=expand("results/reduce/{model}/reduced.parquet", model=MODELS),
         thumbnails=expand("results/thumbnails/shard-{shard}.parquet", shard=SHARDS),
@@ -32,6 +32,8 @@ rule atlas:
     conda:
         "../envs/atlas.yaml"
     params:
+        sample=SAMPLE,
+        members=PLAN.members_sha,
         metadata_columns=atlas_columns(),
         ids_hashed=config["privacy"]["hash_ids"],
     script:

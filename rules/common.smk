@@ -1,6 +1,7 @@
 # Input functions and the plan every rule shares. The plan is made here, while Snakemake reads the
-# workflow: every dataset is read and validated (a mistake stops the run before any job) and the
-# shared sample is drawn, so `snakemake -n` lists every (model, shard) job the data needs.
+# workflow: every dataset is read and validated (a mistake stops the run before any job), the
+# shared sample is drawn and its shards assigned, so `snakemake -n` lists every (model, shard)
+# job the data needs. Nothing is written under results/ until `onstart` commits the plan.
 import sys
 from pathlib import Path
 
@@ -12,35 +13,102 @@ from snakemake.exceptions import WorkflowError  # noqa: E402
 from snakemake.logging import logger  # noqa: E402
 
 from cxratlas.embed.models import needs_fit, reads_images, sample_columns  # noqa: E402
+from cxratlas.embed.reuse import planned_embeddings  # noqa: E402
 from cxratlas.ingest.datasets import dataset_specs  # noqa: E402
 from cxratlas.ingest.manifest import snake_case  # noqa: E402
-from cxratlas.ingest.plan import Plan, make_plan  # noqa: E402
+from cxratlas.ingest.plan import (  # noqa: E402
+    Plan,
+    PlanError,
+    commit_plan,
+    committed_plan,
+    lock_holder,
+    make_plan,
+    proposed_ledger,
+)
 from cxratlas.ingest.presets import kept_columns, preset_inputs  # noqa: E402
 from cxratlas.reduce.backend import job_backend  # noqa: E402
 
 MODELS = list(config["models"])
 DEMO_DIR = "resources/demo"
+SAMPLE = (
+    "results/sample/sample.parquet"  # written by commit_plan: jobs read it, rules don't
+)
 DATASETS = dataset_specs(config, DEMO_DIR)
 # the reduce jobs' conda env and GPU request, from the backend table
 REDUCE_BACKEND = job_backend(config["reduce"]["backend"])
+
+
+def _stopped(exc):
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return WorkflowError(
+        f"{message}\n(stopped before any job: nothing under results/ was changed)"
+    )
 
 
 def _plan():
     """Made by the process the user started; a cluster job reads the one it was planned with."""
     if not workflow.is_main_process:
         return Plan.load()
+    holder = lock_holder()
+    if holder:
+        logger.warning(
+            f"another snakemake is running in this directory ({holder}): this one can plan "
+            "(-n) but not run; a run is refused before it changes anything"
+        )
     try:
         extra = sample_columns(config["models"])  # what the models' shards read
         return make_plan(config, DEMO_DIR, say=logger.warning, extra=extra)
     except (ValueError, KeyError, FileNotFoundError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        raise WorkflowError(
-            f"{message}\n(stopped before any job: nothing under results/ was changed)"
-        ) from None
+        raise _stopped(exc) from None
 
 
 PLAN = _plan()
-SHARDS = list(range(PLAN.n_shards))
+SHARDS = list(PLAN.shards)
+
+
+def commit():
+    """onstart: the ledger and the plan, written where jobs read them (a real run only)."""
+    try:
+        commit_plan(PLAN, say=logger.warning)
+    except PlanError as exc:
+        raise _stopped(exc) from None
+
+
+def say_embedding_work():
+    """Per model, the shard jobs this run will start and the images they will embed (the rest
+    of their images reuse earlier vectors): what a dry run is for."""
+    committed = committed_plan()
+    ledger = proposed_ledger(PLAN)
+    for model, entry in config["models"].items():
+        run = [
+            s
+            for s in SHARDS
+            if not Path(f"results/embeddings/{model}/shard-{s}.parquet").exists()
+            or committed is None
+            or s not in committed.shards
+            or committed.shard_key(s) != PLAN.shard_key(s)
+        ]
+        rows = ledger.loc[ledger["shard"].isin(run)]
+        state = f"results/models/{model}/state.npz" if needs_fit(model, entry) else None
+        todo = len(rows)
+        if todo and reads_images(model, entry):
+            merged = f"results/embeddings/{model}.parquet"
+            todo = planned_embeddings(
+                rows, merged, entry, state, config["extract"]["storage"]
+            )
+        logger.info(
+            f"model {model}: {len(run)} of {len(SHARDS)} shard job(s) to run, {todo} image(s) "
+            f"to embed, {len(rows) - todo} vector(s) reused"
+        )
+
+
+if workflow.is_main_process:
+    say_embedding_work()
+
+
+def shard_key(wildcards):
+    """The shard jobs' param; it changes only when an image is added to the shard or moves."""
+    return PLAN.shard_key(int(wildcards.shard))
 
 
 def dataset_files():
@@ -67,6 +135,12 @@ def decoded_shard(wildcards):
     ):
         return {}
     return {"decoded": f"results/decoded/shard-{wildcards.shard}.parquet"}
+
+
+def merged_embeddings(wildcards):
+    """The model's merged file from the last run, where shards find vectors to reuse (a param,
+    not an input: it is the merge's output)."""
+    return f"results/embeddings/{wildcards.model}.parquet"
 
 
 def model_shards(wildcards):

@@ -1,6 +1,4 @@
 rule decode_shard:
-    input:
-        sample="results/sample/sample.parquet",
     output:
         decoded=(
             temp("results/decoded/shard-{shard}.parquet")
@@ -14,14 +12,14 @@ rule decode_shard:
     conda:
         "../envs/ingest.yaml"
     params:
+        sample=SAMPLE,
+        shard_key=shard_key,
         max_side=config["extract"]["decode_cache"],
     script:
         "../scripts/decode_shard.py"
 
 
 rule fit_model:
-    input:
-        sample="results/sample/sample.parquet",
     output:
         state="results/models/{model}/state.npz",
     log:
@@ -31,6 +29,8 @@ rule fit_model:
     conda:
         "../envs/embed.yaml"
     params:
+        sample=SAMPLE,
+        epoch=PLAN.epoch,
         entry=model_entry,
         seed=config["sample"]["seed"],
     script:
@@ -41,7 +41,6 @@ rule embed_shard:
     input:
         unpack(model_state),
         unpack(decoded_shard),
-        sample="results/sample/sample.parquet",
     output:
         shard="results/embeddings/{model}/shard-{shard}.parquet",
         report="results/embeddings/{model}/shard-{shard}.report.json",
@@ -52,6 +51,9 @@ rule embed_shard:
     conda:
         "../envs/embed.yaml"
     params:
+        sample=SAMPLE,
+        shard_key=shard_key,
+        earlier=merged_embeddings,
         entry=model_entry,
         storage=config["extract"]["storage"],
     script:
@@ -69,5 +71,7 @@ rule merge_embeddings:
         "logs/benchmarks/merge_embeddings/{model}.tsv"
     conda:
         "../envs/ingest.yaml"
+    params:
+        members=PLAN.members_sha,
     script:
         "../scripts/merge_embeddings.py"

@@ -9,7 +9,7 @@ from cxratlas.logs import setup_logging
 setup_logging(snakemake.log[0])
 p = snakemake.params
 summary = build_atlas(
-    snakemake.input.sample,
+    snakemake.params.sample,
     snakemake.input.manifest,
     by_model(snakemake.input.reduced),
     list(snakemake.input.thumbnails),

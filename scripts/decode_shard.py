@@ -8,7 +8,7 @@ from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 write_decode_cache(
-    pd.read_parquet(snakemake.input.sample),
+    pd.read_parquet(snakemake.params.sample),
     int(snakemake.wildcards.shard),
     snakemake.params.max_side,
     snakemake.output.decoded,

@@ -14,7 +14,7 @@ settings = ExtractSettings.from_config(
     snakemake.config["extract"] | {"storage": snakemake.params.storage}
 )
 extract_shard(
-    pd.read_parquet(snakemake.input.sample),
+    pd.read_parquet(snakemake.params.sample),
     int(snakemake.wildcards.shard),
     snakemake.wildcards.model,
     snakemake.params.entry,
@@ -23,6 +23,7 @@ extract_shard(
         report=snakemake.output.report,
         state=snakemake.input.get("state"),
         decoded=snakemake.input.get("decoded"),
+        earlier=snakemake.params.earlier,
     ),
     settings,
 )

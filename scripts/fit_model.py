@@ -10,7 +10,7 @@ from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 entry, seed = snakemake.params.entry, snakemake.params.seed
-sample = pd.read_parquet(snakemake.input.sample)
+sample = pd.read_parquet(snakemake.params.sample)
 kind = embedder_class(snakemake.wildcards.model, entry)
 n = min(len(sample), kind.fit_images(entry))
 rows = sample.iloc[np.random.default_rng(seed).choice(len(sample), n, replace=False)]

@@ -16,10 +16,17 @@ import yaml
 from PIL import Image
 
 from cxratlas.ingest.manifest import ManifestError, ingest_manifest, read_table
-from cxratlas.ingest.plan import SAMPLE_PATH, PlanError, make_plan
+from cxratlas.ingest.plan import SAMPLE_PATH, PlanError, commit_plan, make_plan
 from cxratlas.io import ManifestColumns
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def plan_and_commit(cfg, **kw):
+    """What a real run does: plan while the workflow is read, commit at onstart."""
+    plan = make_plan(cfg, say=lambda _: None, **kw)
+    commit_plan(plan, say=lambda _: None)
+    return plan
 
 
 def _images(folder, n):
@@ -97,6 +104,8 @@ def test_metadata_changes_keep_the_sample_file(archive):
     folder, table = archive
     cfg = _config(folder)
     plan = make_plan(cfg, say=lambda _: None)
+    assert not Path("results").exists()  # planning (what -n does) writes nothing there
+    commit_plan(plan, say=lambda _: None)
     assert plan.n_images == 40 and plan.n_shards == 3  # 1000 asked, 40 usable: 3 shards, not 63
     assert any("sample.n is 1000 but the datasets hold 40 usable images" in n for n in plan.notes)
     stamp = os.stat(SAMPLE_PATH).st_mtime_ns
@@ -108,12 +117,12 @@ def test_metadata_changes_keep_the_sample_file(archive):
         else:
             table.loc[3, "covid"] = "1"
             table.to_csv(folder / "m.csv", index=False)
-        again = make_plan(copy.deepcopy(cfg), say=lambda _: None)
+        again = plan_and_commit(copy.deepcopy(cfg))
         assert again.sample_sha == plan.sample_sha and again.key != plan.key, change
         assert os.stat(SAMPLE_PATH).st_mtime_ns == stamp, change
     cfg["sample"]["seed"] = 1  # a real change of the sample is written
     cfg["sample"]["n"] = 30
-    changed = make_plan(cfg, say=lambda _: None)
+    changed = plan_and_commit(cfg)
     assert changed.sample_sha != plan.sample_sha and changed.n_images == 30
     assert os.stat(SAMPLE_PATH).st_mtime_ns != stamp
 
@@ -179,11 +188,18 @@ def test_the_sample_holds_what_embedding_reads_and_no_metadata(archive):
     table.assign(pid=[f"p{i // 2}" for i in range(40)]).to_csv(folder / "m.csv", index=False)
     cfg = _config(folder)
     cfg["dataset"]["columns"]["patient_id"] = "pid"
-    make_plan(cfg, say=lambda _: None)
-    assert list(pd.read_parquet(SAMPLE_PATH).columns) == ["image_id", "path", "rel_path", "shard"]
+    plan_and_commit(cfg)
+    assert list(pd.read_parquet(SAMPLE_PATH).columns) == [
+        "image_id",
+        "path",
+        "rel_path",
+        "sample_rank",
+        "shard",
+        "shard_rev",
+    ]
     stamp = os.stat(SAMPLE_PATH).st_mtime_ns
     cfg["privacy"]["salt"] = "another"  # new patient hashes: not a new sample
-    make_plan(cfg, say=lambda _: None)
+    plan_and_commit(cfg)
     assert os.stat(SAMPLE_PATH).st_mtime_ns == stamp
     # a folder of precomputed vectors laid out by patient needs the (hashed) id in the sample
     from cxratlas.embed.models import sample_columns
@@ -191,7 +207,7 @@ def test_the_sample_holds_what_embedding_reads_and_no_metadata(archive):
     cfg["models"]["cxr_foundation"] = {"kind": "precomputed", "source": str(folder),
                                        "path_template": "p{patient_id}/{image_id}.npy"}  # fmt: skip
     assert sample_columns(cfg["models"]) == ("patient_id",)
-    make_plan(cfg, say=lambda _: None, extra=sample_columns(cfg["models"]))
+    plan_and_commit(cfg, extra=sample_columns(cfg["models"]))
     assert "patient_id" in pd.read_parquet(SAMPLE_PATH).columns
 
 
@@ -200,12 +216,20 @@ def test_redrawn_demo_images_rewrite_the_sample(tmp_path, monkeypatch):
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg["dataset"]["demo"].update(n_images=40)
     cfg["sample"]["n"] = None
-    make_plan(cfg, say=lambda _: None)
+    first = plan_and_commit(cfg)
     stamp = os.stat(SAMPLE_PATH).st_mtime_ns
-    make_plan(cfg, say=lambda _: None)
+    again = plan_and_commit(cfg)
+    assert (again.sample_sha, again.epoch, again.shard_revs) == (
+        first.sample_sha,
+        first.epoch,
+        first.shard_revs,
+    )
+    assert again.changes["added"] == 0 and first.changes["added"] == 40
     assert os.stat(SAMPLE_PATH).st_mtime_ns == stamp
     cfg["dataset"]["demo"]["image_size"] = 128  # same ids and paths, other pixels
-    make_plan(cfg, say=lambda _: None)
-    assert os.stat(SAMPLE_PATH).st_mtime_ns != stamp
+    redrawn = plan_and_commit(cfg)
+    # a new epoch: every shard's key (a rule param) changes, so every shard is embedded again
+    assert redrawn.epoch != first.epoch and redrawn.shards == first.shards
+    assert all(redrawn.shard_key(s) != first.shard_key(s) for s in first.shards)
     (tmp_path / "results/sample/plan.json").write_text('{"key": "x", "from": "another version"}')
-    assert make_plan(cfg, say=lambda _: None).n_images == 40  # an unreadable plan is remade
+    assert plan_and_commit(cfg).n_images == 40  # an unreadable plan is remade

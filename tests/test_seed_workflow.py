@@ -51,7 +51,8 @@ def seed_run(repo, tmp_path_factory):
         entry.pop("revision", None)  # local folders
     _config(workdir, models)
     # The precomputed source covers 54 of the 60 sampled images, one of them with a NaN.
-    snakemake(repo, workdir, "-n")  # the plan draws the sample before any job
+    # the plan draws the sample before any job; a run (of ingest alone) writes it down
+    snakemake(repo, workdir, "--until", "ingest")
     ids = pd.read_parquet(workdir / "results/sample/sample.parquet")["image_id"].tolist()
     covered = ids[:54]
     vectors = np.random.default_rng(0).normal(size=(54, 24)).astype(np.float32)

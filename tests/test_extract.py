@@ -172,3 +172,49 @@ def test_float16_storage_halves_the_file_and_reads_back_as_float32(tmp_path):
     )
     merged_ids, M, _ = read_embeddings(tmp_path / "m.parquet")
     assert n == 9 and merged_ids == ids[:9] and np.allclose(M, Y[:9])
+
+
+@pytest.mark.parametrize("storage", ["float32", "float16"])
+def test_earlier_vectors_are_reused_bit_for_bit_whatever_shard_the_image_is_in(
+    demo, tmp_path, storage
+):
+    """A resharded, regrown sample: vectors of unchanged files are copied from the last merged
+    file, never computed again; a touched file or another model entry is computed again."""
+    out, df = demo
+    rows = pd.DataFrame(
+        {"image_id": df.image_id[:16], "path": [str(out / p) for p in df.path[:16]]}
+    )
+    entry = {"kind": "pixels", "image_size": 16, "batch_size": 4}
+    settings = ExtractSettings(storage=storage)
+    first = rows.iloc[:10].assign(shard=0)
+    files = ShardFiles(str(tmp_path / "a.parquet"), str(tmp_path / "a.json"))
+    extract_shard(first, 0, "px", entry, files, settings)
+    merged = str(tmp_path / "px.parquet")
+    merge_shards([files.shard], merged)
+    import os
+
+    touched = rows.path[3]
+    os.utime(touched, ns=(os.stat(touched).st_atime_ns, os.stat(touched).st_mtime_ns + 10**9))
+    # next month: the ten images now sit in shard 3, with six new ones
+    later = rows.assign(shard=3)
+    again = ShardFiles(str(tmp_path / "b.parquet"), str(tmp_path / "b.json"), earlier=merged)
+    rep = extract_shard(later, 3, "px", entry, again, settings)
+    assert (rep.reused, rep.embedded, rep.images) == (9, 7, 16)  # the touched file: computed
+    t0, t1 = pq.read_table(files.shard), pq.read_table(again.shard)
+    assert t1.column("image_id").to_pylist() == rows.image_id.tolist()  # the shard's order
+    assert t1.schema.field("embedding").type == t0.schema.field("embedding").type
+    raw = {
+        name: dict(zip(t.column("image_id").to_pylist(),
+                       t.column("embedding").to_pylist(), strict=True))
+        for name, t in (("first", t0), ("later", t1))
+    }  # fmt: skip
+    reused = [i for i in rows.image_id[:10] if i != rows.image_id[3]]
+    assert all(raw["later"][i] == raw["first"][i] for i in reused)
+    # a fresh run embeds the same values: reuse changes where a vector comes from, not what it is
+    fresh = ShardFiles(str(tmp_path / "c.parquet"), str(tmp_path / "c.json"))
+    extract_shard(later, 3, "px", entry, fresh, settings)
+    assert pq.read_table(fresh.shard).column("embedding").equals(t1.column("embedding"))
+    # another model entry reuses nothing
+    other = ShardFiles(str(tmp_path / "d.parquet"), str(tmp_path / "d.json"), earlier=merged)
+    rep = extract_shard(later, 3, "px", entry | {"batch_size": 8}, other, settings)
+    assert (rep.reused, rep.embedded) == (0, 16)

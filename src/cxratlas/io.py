@@ -115,9 +115,11 @@ def read_manifest(path: str | os.PathLike):
     return cols.tag(pd.read_parquet(path)), cols
 
 
-def reduced_table(image_ids: list[str], result, model: str) -> pa.Table:
+def reduced_table(image_ids: list[str], result, model: str, next_cluster: int = 0) -> pa.Table:
     """The reduced-map contract, one model's reduction as a table: image_id, x, y, neighbors
-    (row positions in this table and cosine distances), cluster (-1 noise), outlier, pagerank."""
+    (row positions in this table and cosine distances), cluster (-1 noise; ids kept across
+    reruns, `reduce.stability`), outlier, pagerank. The footer names the model and the first
+    cluster id never used in its maps."""
     n, k = result.knn_idx.shape
     offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
     neighbors = pa.StructArray.from_arrays(
@@ -137,7 +139,9 @@ def reduced_table(image_ids: list[str], result, model: str) -> pa.Table:
             "outlier": pa.array(result.outlier, pa.float32()),
             "pagerank": pa.array(result.pagerank, pa.float32()),
         }
-    ).replace_schema_metadata({EMBEDDING_META_KEY: json.dumps({"model": model}).encode()})
+    ).replace_schema_metadata(
+        {EMBEDDING_META_KEY: json.dumps({"model": model, "next_cluster": next_cluster}).encode()}
+    )
 
 
 def model_of(path: str | os.PathLike) -> str:
@@ -162,14 +166,19 @@ def by_model(paths) -> dict[str, str]:
 STORAGE_TYPES = {"float32": pa.float32(), "float16": pa.float16()}
 
 
+SOURCE_COLUMN = "source"  # per vector: the fingerprint of the file it was computed from
+
+
 def embedding_table(
     image_ids: list[str],
     vectors: np.ndarray,
     metadata: dict | None = None,
     storage: str = "float32",
+    sources: list[str | None] | None = None,
 ) -> pa.Table:
     """Embedding-shard contract: `image_id: string`, `embedding: fixed_size_list<float32>[d]`
-    (or float16 with `storage="float16"`: half the disk, read back as float32)."""
+    (or float16 with `storage="float16"`: half the disk, read back as float32), and with
+    `sources` a `source` string per vector (path, size, mtime fingerprint: `embed.reuse`)."""
     if storage not in STORAGE_TYPES:
         raise ValueError(f"embedding storage must be float32 or float16, not {storage!r}")
     np_dtype = np.float16 if storage == "float16" else np.float32
@@ -178,7 +187,10 @@ def embedding_table(
         raise ValueError(f"expected {len(image_ids)} vectors, got array of shape {vectors.shape}")
     d = vectors.shape[1]
     emb = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), STORAGE_TYPES[storage]), d)
-    table = pa.table({"image_id": pa.array(image_ids, pa.string()), "embedding": emb})
+    columns = {"image_id": pa.array(image_ids, pa.string()), "embedding": emb}
+    if sources is not None:
+        columns[SOURCE_COLUMN] = pa.array(sources, pa.string())
+    table = pa.table(columns)
     meta = {"dim": d, "storage": storage, **(metadata or {})}
     return table.replace_schema_metadata({EMBEDDING_META_KEY: json.dumps(meta).encode()})
 
@@ -221,12 +233,18 @@ def merge_shards(shard_paths: list[str], out_path: str) -> int:
     meta = json.loads((schemas[0].metadata or {}).get(EMBEDDING_META_KEY, b"{}"))
     meta.pop("shard", None)
     meta["shards"] = len(shard_paths)
-    schema = schemas[0].with_metadata({EMBEDDING_META_KEY: json.dumps(meta).encode()})
+    # the shard with the most columns names them (a `source` column, where any shard has one)
+    widest = max(schemas, key=lambda s: len(s.names))
+    schema = widest.with_metadata({EMBEDDING_META_KEY: json.dumps(meta).encode()})
     seen: set[str] = set()
     rows = 0
     with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as w:
         for path in shard_paths:
-            table = pq.read_table(path).replace_schema_metadata(schema.metadata)
+            table = pq.read_table(path)
+            if SOURCE_COLUMN in schema.names and SOURCE_COLUMN not in table.column_names:
+                # a shard written before sources were recorded: its vectors are not reused
+                table = table.append_column(SOURCE_COLUMN, pa.nulls(table.num_rows, pa.string()))
+            table = table.select(schema.names).replace_schema_metadata(schema.metadata)
             ids = table.column("image_id").to_pylist()
             repeated = seen.intersection(ids) or {i for i, c in Counter(ids).items() if c > 1}
             if repeated:
@@ -241,7 +259,10 @@ def merge_shards(shard_paths: list[str], out_path: str) -> int:
 
 @dataclass
 class ShardReport:
-    """What one (model, shard) job did. `skipped`: {image_id, reason} per unreadable image;
+    """What one (model, shard) job did. `embedded`: vectors it computed; `reused`: vectors it
+    took, bit for bit, from an earlier run (same image, path, file size and mtime, model entry);
+    `pruned`: rows taken out since, for images that left the sample (the file holds
+    embedded + reused - pruned rows). `skipped`: {image_id, reason} per unreadable image;
     `missing`: sampled images a precomputed source lacks (image models: 0)."""
 
     model: str
@@ -250,6 +271,8 @@ class ShardReport:
     embedded: int
     dim: int
     skipped: list[dict[str, str]] = field(default_factory=list)
+    reused: int = 0
+    pruned: int = 0
     missing: int = 0
     missing_examples: list[str] = field(default_factory=list)
     model_load_s: float = 0.0

@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from cxratlas.embed.models import Embedder, load_embedder
+from cxratlas.embed.models import Embedder, load_embedder, reads_images
 from cxratlas.embed.reader import image_loader
-from cxratlas.embed.runner import run_batches
+from cxratlas.embed.reuse import Earlier, earlier_vectors, entry_sha, source_key, split_rows
+from cxratlas.embed.runner import Embedded, run_batches
 from cxratlas.embed.workers import auto_workers
 from cxratlas.embed.writer import write_report, write_shard
 from cxratlas.ingest.imaging import check_unreadable
@@ -48,12 +50,14 @@ class ExtractSettings:
 
 @dataclass(frozen=True)
 class ShardFiles:
-    """A shard job's files: what it writes, the model's fitted state, the shard's decode cache."""
+    """A shard job's files: what it writes, the model's fitted state, the shard's decode cache,
+    and the model's merged file from the last run (vectors to reuse: `embed.reuse`)."""
 
     shard: str
     report: str
     state: str | None = None
     decoded: str | None = None
+    earlier: str | None = None
 
 
 def extract_shard(
@@ -65,29 +69,47 @@ def extract_shard(
     settings: ExtractSettings | None = None,
     embedder: Embedder | None = None,
 ) -> ShardReport:
-    """Embed the images of `shard` in `sample` with one model; write the shard and its report."""
+    """Embed the images of `shard` in `sample` with one model, reusing the vectors an earlier
+    run made for the same files; write the shard and its report. The model is loaded only if
+    some image needs it."""
     s = settings or ExtractSettings()
     rows = sample.loc[sample["shard"] == shard].reset_index(drop=True)  # layouts read rel_path
-    t0 = time.perf_counter()
-    model = embedder or load_embedder(model_name, entry, state_path=files.state, device=s.device)
-    load_s = time.perf_counter() - t0
-    if not model.reads_images:
-        return _import_shard(model, rows, shard, files, load_s, s.storage)
-    loader = image_loader(rows, model, files.decoded, s.workers, s.jpeg_decode)
-    out = run_batches(model, loader, rows, shard)
-    check_unreadable(
-        [x["reason"] for x in out.skipped],
-        len(rows),
-        s.max_skipped_fraction,
-        f"model {model_name!r}, shard {shard}",
-    )
-    matrix = out.matrix(model.dim)
-    write_s = write_shard(out.ids, matrix, model.describe() | {"shard": shard}, s.storage,
-                          files.shard)  # fmt: skip
+    lookup = not (embedder.reads_images if embedder else reads_images(model_name, entry))
+    if lookup:
+        t0 = time.perf_counter()
+        model = embedder or load_embedder(model_name, entry, state_path=files.state,
+                                          device=s.device)  # fmt: skip
+        return _import_shard(model, rows, shard, files, time.perf_counter() - t0, s.storage)
+    sha = entry_sha(entry, files.state)
+    keys = [source_key(p) for p in rows["path"]]
+    earlier = earlier_vectors(files.earlier, rows["image_id"].tolist(), keys, sha, s.storage)
+    todo = split_rows(rows, earlier)
+    log.info("shard %d: %d image(s), %d vector(s) reused from %s, %d to embed",
+             shard, len(rows), len(earlier.rows), files.earlier, len(todo))  # fmt: skip
+    out, load_s, meta = Embedded(), 0.0, earlier.meta
+    dim = earlier.matrix.shape[1]
+    if len(todo):
+        t0 = time.perf_counter()
+        model = embedder or load_embedder(model_name, entry, state_path=files.state,
+                                          device=s.device)  # fmt: skip
+        load_s = time.perf_counter() - t0
+        loader = image_loader(todo, model, files.decoded, s.workers, s.jpeg_decode)
+        out = run_batches(model, loader, todo, shard)
+        check_unreadable(
+            [x["reason"] for x in out.skipped],
+            len(todo),
+            s.max_skipped_fraction,
+            f"model {model_name!r}, shard {shard}",
+        )
+        meta, dim = model.describe(), model.dim
+    ids, matrix = _in_row_order(rows, out, earlier, dim)
+    by_id = dict(zip(rows["image_id"], keys, strict=True))
+    write_s = write_shard(ids, matrix, meta | {"shard": shard, "entry_sha": sha}, s.storage,
+                          files.shard, [by_id[i] for i in ids])  # fmt: skip
     report = ShardReport(
         model=model_name, shard=shard, images=len(rows), embedded=len(out.ids),
-        dim=int(matrix.shape[1]), skipped=out.skipped, model_load_s=load_s,
-        read_s=out.read_s, inference_s=out.inference_s, write_s=write_s,
+        reused=len(earlier.rows), dim=int(matrix.shape[1]), skipped=out.skipped,
+        model_load_s=load_s, read_s=out.read_s, inference_s=out.inference_s, write_s=write_s,
     )  # fmt: skip
     return write_report(report, files.report)
 
@@ -112,3 +134,19 @@ def _import_shard(model, rows, shard, files: ShardFiles, load_s, storage) -> Sha
         missing_examples=missing[:20], model_load_s=load_s, read_s=read_s, write_s=write_s,
     )  # fmt: skip
     return write_report(report, files.report)
+
+
+def _in_row_order(rows: pd.DataFrame, out: Embedded, earlier: Earlier, dim: int):
+    """(ids, vectors) of the computed and the reused vectors together, in the shard's order;
+    reused float16 vectors stay float16 until written (bit for bit)."""
+    computed = out.matrix(dim) if out.vectors else None
+    dtype = earlier.matrix.dtype if earlier.rows else np.float32
+    where = {i: ("new", j) for j, i in enumerate(out.ids)} | {
+        i: ("old", j) for i, j in earlier.rows.items()
+    }
+    ids = [i for i in rows["image_id"] if i in where]
+    matrix = np.empty((len(ids), dim), dtype if computed is None else np.float32)
+    for r, i in enumerate(ids):
+        kind, j = where[i]
+        matrix[r] = computed[j] if kind == "new" else earlier.matrix[j]
+    return ids, matrix

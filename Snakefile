@@ -34,6 +34,12 @@ include: "rules/atlas.smk"
 include: "rules/analysis.smk"
 
 
+# a real run (not -n, --lint or --report), once Snakemake holds the directory's lock: write the
+# sample ledger and the plan that the jobs read, and prune what left the sample
+onstart:
+    commit()
+
+
 rule all:
     default_target: True
     input:
@@ -44,6 +50,7 @@ rule all:
         "results/analysis/probes/probes.parquet",
         "results/analysis/shortcuts/confounding.tsv",
         "results/analysis/quality/skipped.parquet",
+        "results/reduce/drift.tsv",
         analysis_label_noise(),
         analysis_disagreement(),
         analysis_datasets(),

@@ -2,8 +2,10 @@ rule reduce:
     input:
         embeddings="results/embeddings/{model}.parquet",
     output:
-        reduced="results/reduce/{model}/reduced.parquet",
+        # update(): not deleted before the job, which reads it as the last map to align onto
+        reduced=update("results/reduce/{model}/reduced.parquet"),
         summary="results/reduce/{model}/summary.json",
+        drift="results/reduce/{model}/drift.json",
     log:
         "logs/reduce/{model}.log",
     benchmark:
@@ -16,3 +18,20 @@ rule reduce:
         reduce=config["reduce"],
     script:
         "../scripts/reduce.py"
+
+
+rule map_drift:
+    input:
+        drift=expand("results/reduce/{model}/drift.json", model=MODELS),
+    output:
+        table=report(
+            "results/reduce/drift.tsv",
+            caption="../report/drift.rst",
+            category="Data quality",
+        ),
+    log:
+        "logs/reduce/drift.log",
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../scripts/map_drift.py"

@@ -1,12 +1,14 @@
-"""Rule reduce: [PCA,] kNN graph, UMAP map, clusters and outlier scores for one model."""
+"""Rule reduce: [PCA,] kNN graph, UMAP map, clusters and outlier scores for one model, laid onto
+its last map (aligned, or extended with `reduce.update: extend`), with drift.json."""
 
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
-from cxratlas.io import ReduceSummary, read_embeddings, reduced_table, write_parquet
+from cxratlas.io import ReduceSummary, read_embeddings, reduced_table, write_json, write_parquet
 from cxratlas.logs import setup_logging
 from cxratlas.memory import peak_rss_mib, reset_peak, rss_mib
 from cxratlas.reduce import ReduceSettings, reduce_embeddings
 from cxratlas.reduce.backend import job_backend
+from cxratlas.reduce.stability import MapUpdate, PreviousMap
 
 setup_logging(snakemake.log[0])
 settings = ReduceSettings.from_config(snakemake.params.reduce)
@@ -19,9 +21,15 @@ reset_peak()
 base = rss_mib()
 ids, X, meta = read_embeddings(snakemake.input.embeddings)
 matrix_mib, dim = X.nbytes / 2**20, int(X.shape[1])
-result = reduce_embeddings(X, settings, inplace=True)  # X is ours: normalise it where it lies
+# the output is flagged update(): Snakemake leaves the last map in place for this job to read
+update = MapUpdate(ids, PreviousMap.read(snakemake.output.reduced), settings)
+result = reduce_embeddings(
+    X, settings, inplace=True, update=update
+)  # X is ours: normalised in place
 del X
-write_parquet(reduced_table(ids, result, model), snakemake.output.reduced)
+stable = update.result
+write_parquet(reduced_table(ids, result, model, stable.next_cluster), snakemake.output.reduced)
+write_json(stable.drift | {"model": model}, snakemake.output.drift)
 peak = peak_rss_mib() - base
 ReduceSummary(
     model=model,

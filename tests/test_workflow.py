@@ -20,7 +20,7 @@ pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # a new model also reruns the cross-model analyses and gets its own cluster report
 ANALYSIS = {"compare": 1, "disagreement": 1, "probes": 1, "shortcuts": 1, "cluster_report": 1,
-            "cluster_stability": 1, "label_noise": 1, "quality": 1}  # fmt: skip
+            "cluster_stability": 1, "label_noise": 1, "quality": 1, "map_drift": 1}  # fmt: skip
 
 
 def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True):
@@ -202,9 +202,13 @@ def test_analyses_track_the_planted_truth(demo_run):
     drawn = probes[probes["finding"] != "pneumonia"]  # the planted shortcut: see the audit test
     assert (drawn["auroc"] > 0.75).all() and (drawn["ci_low"] > 0.6).all()
     emb = {m: str(demo_run / f"results/embeddings/{m}.parquet") for m in ("pixels_32",)}
-    null = run_probes(emb, str(demo_run / "results/manifest.parquet"), ["cardiomegaly"],
-                      ProbeSettings(bootstrap=200), shuffle_labels=True)  # fmt: skip
-    assert abs(null["auroc"].iloc[0] - 0.5) < 0.12
+    # one shuffle's AUROC spreads widely (0.39-0.64 over five seeds here): average five
+    nulls = [
+        run_probes(emb, str(demo_run / "results/manifest.parquet"), ["cardiomegaly"],
+                   ProbeSettings(bootstrap=20, seed=seed), shuffle_labels=True)["auroc"].iloc[0]
+        for seed in range(5)
+    ]  # fmt: skip
+    assert abs(np.mean(nulls) - 0.5) < 0.08, nulls
     pairs = pd.read_parquet(demo_run / "results/analysis/compare/pairs.parquet")
     assert len(pairs) == 1 and 0 < pairs["jaccard_k"].iloc[0] <= 1 and pairs["ari"].iloc[0] > 0.3
     truth = pd.read_csv(demo_run / "resources/demo/manifest.csv", keep_default_na=False)

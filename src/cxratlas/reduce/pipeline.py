@@ -22,6 +22,7 @@ from cxratlas.reduce.knn import (
 )
 from cxratlas.reduce.outliers import knn_outlier_score, knn_pagerank
 from cxratlas.reduce.settings import ReduceSettings
+from cxratlas.reduce.stability import MapUpdate
 from cxratlas.reduce.tuning import TunedSearch
 
 log = logging.getLogger(__name__)
@@ -85,13 +86,18 @@ class _Steps:
 
 
 def reduce_embeddings(
-    X: np.ndarray, settings: ReduceSettings | None = None, inplace: bool = False
+    X: np.ndarray,
+    settings: ReduceSettings | None = None,
+    inplace: bool = False,
+    update: MapUpdate | None = None,
 ) -> ReduceResult:
     """Reduce one model's embeddings.
 
     `inplace=True` normalises X in its own memory: the caller gives X up, and it is left empty
     once the kNN graph is built (with PCA, UMAP and the clusters need only the scores, the
     graph and the trustworthiness sample, so the matrix's memory is freed before UMAP's).
+    `update` lays the new map onto the last one (`reduce.stability`): aligned, or extended
+    without recomputing it; trustworthiness is measured on the map it returns.
     """
     if X.shape[0] < 3:
         raise ValueError(f"need at least 3 embeddings to reduce, got {X.shape[0]}")
@@ -108,22 +114,33 @@ def reduce_embeddings(
     if Z is not Xn and (inplace or Xn is not X):  # the matrix is ours: UMAP needs only Z
         _free(Xn)
     del X, Xn
-    xy = be.umap(Z, idx, dist, 2, s.layout)
-    steps.done("umap")
+    new_map = None
+    if update is None or update.recompute:
+        new_map = _layout(Z, idx, dist, s, be, steps)
+    xy, labels = new_map if update is None else update(new_map, idx, dist)
+    if update is not None:
+        steps.done("update")
     steps.quality["trustworthiness"] = trustworthiness_of(X_trust, xy[trust_rows], s.k)
     steps.quality["trustworthiness_sample"] = len(trust_rows)
     steps.done("trust")
-    space = xy
-    if s.cluster_space == "umap":
-        space = be.umap(Z, idx, dist, s.cluster_dims, replace(s.layout, min_dist=0.0))
-    labels = be.hdbscan(space, s.min_cluster_size, s.min_samples)
-    steps.done("cluster")
     result = ReduceResult(
         xy, idx, dist, labels, knn_outlier_score(dist), knn_pagerank(idx),
         steps.timings, steps.quality,
     )  # fmt: skip
     _log_result(result)
     return result
+
+
+def _layout(Z, idx, dist, s: ReduceSettings, be: ReduceBackend, steps: _Steps):
+    """(the 2-D UMAP map, its cluster labels) from the graph."""
+    xy = be.umap(Z, idx, dist, 2, s.layout)
+    steps.done("umap")
+    space = xy
+    if s.cluster_space == "umap":
+        space = be.umap(Z, idx, dist, s.cluster_dims, replace(s.layout, min_dist=0.0))
+    labels = be.hdbscan(space, s.min_cluster_size, s.min_samples)
+    steps.done("cluster")
+    return xy, labels
 
 
 def _project(X, s: ReduceSettings, be: ReduceBackend, steps: _Steps, inplace: bool):

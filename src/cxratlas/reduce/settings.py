@@ -41,8 +41,12 @@ class ReduceSettings:
     knn: KnnSettings = field(default_factory=KnnSettings)
     backend: str = "auto"
     trust_sample: int = 2000
+    update: str = "full"  # full | extend: how a map follows a changed sample (reduce.stability)
+    extend_check_max: int = 50000  # extend: a full recomputation too, up to this many images
 
     def __post_init__(self):
+        if self.update not in ("full", "extend"):
+            raise ValueError(f"reduce.update must be 'full' or 'extend', not {self.update!r}")
         if self.cluster_space not in ("map", "umap"):
             raise ValueError(
                 f"reduce.cluster.space must be 'map' or 'umap', not {self.cluster_space!r}"
@@ -54,6 +58,7 @@ class ReduceSettings:
         return cls(
             k=r["k"], seed=r["seed"], pca=r["pca"], backend=r["backend"],
             trust_sample=r["trust_sample"], knn=KnnSettings(**r["knn"]),
+            update=r.get("update", "full"), extend_check_max=r.get("extend_check_max", 50000),
             min_dist=umap["min_dist"], n_epochs=umap["n_epochs"], init=umap["init"],
             cluster_space=cluster["space"], cluster_dims=cluster["dims"],
             min_cluster_size=cluster["min_cluster_size"], min_samples=cluster["min_samples"],

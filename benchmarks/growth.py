@@ -41,8 +41,9 @@ def run(workdir: Path, cfg: dict) -> dict[str, float]:
     before = {p: p.stat().st_mtime_ns for p in workdir.glob("results/embeddings/*/*.report.json")}
     targets = [f"results/embeddings/{m}.parquet" for m in ("pixels_32", "pixels_64_pca")]
     # targets go first: --configfile takes every word after it
+    cfg_file = str(workdir / "bench.yaml")
     cmd = [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"),
-           "-d", str(workdir), "--cores", "2", "--configfile", str(workdir / "bench.yaml")]  # fmt: skip
+           "-d", str(workdir), "--cores", "2", "--configfile", cfg_file]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         sys.exit(proc.stderr[-3000:])

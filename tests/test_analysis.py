@@ -119,7 +119,7 @@ def test_flip_changes_exactly_the_asked_fraction():
     assert (flip(y, 0.0, 0) == y).all()
 
 
-def test_probes_with_too_few_positives_give_an_empty_table_and_a_figure(tmp_path):
+def test_a_probe_with_too_few_positives_is_a_row_that_says_why_and_a_figure(tmp_path):
     from PIL import Image
 
     from cxratlas.analysis.plots import probe_plot
@@ -133,6 +133,9 @@ def test_probes_with_too_few_positives_give_an_empty_table_and_a_figure(tmp_path
     manifest = pd.DataFrame({"image_id": ids, "pneumonia": pd.array([1] * 3 + [0] * 27, "Int8")})
     write_manifest(ManifestColumns(findings=("pneumonia",)).tag(manifest), tmp_path / "m.parquet")
     table = run_probes({"m": str(tmp_path / "e.parquet")}, str(tmp_path / "m.parquet"))
-    assert table.empty and "auroc" in table.columns
+    row = table.set_index(["finding", "model"]).loc[("pneumonia", "m")]
+    assert row["status"] == "skipped" and np.isnan(row["auroc"])
+    assert (row["n"], row["positives"], row["patients"]) == (30, 3, 30)
+    assert "3 positive and 27 negative" in row["reason"] and "min_positives" in row["reason"]
     probe_plot(table, str(tmp_path / "p.png"))
     assert Image.open(tmp_path / "p.png").size[0] > 100

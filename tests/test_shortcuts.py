@@ -159,12 +159,12 @@ def test_flags_need_a_probe_above_chance_and_say_why():
     assert not row["flagged"] and "not above chance" in row["reason"]
 
 
-def _write_run(tmp_path, manifest: pd.DataFrame, X: np.ndarray, attributes=()):
+def _write_run(tmp_path, manifest, X, attributes=(), findings=("pneumonia",)):
     from cxratlas.io import ManifestColumns, embedding_table, write_manifest, write_parquet
 
     ids = manifest["image_id"].tolist()
     write_parquet(embedding_table(ids, X, {"model": "m"}), tmp_path / "m.parquet")
-    tagged = ManifestColumns(findings=("pneumonia",), attributes=attributes).tag(manifest)
+    tagged = ManifestColumns(findings=findings, attributes=attributes).tag(manifest)
     write_manifest(tagged, tmp_path / "manifest.parquet")
     return {"m": str(tmp_path / "m.parquet")}, str(tmp_path / "manifest.parquet")
 
@@ -204,3 +204,38 @@ def test_a_site_whose_positives_are_one_patient_does_not_crash(tmp_path):
     emb, man = _write_run(tmp_path, manifest, rng.normal(size=(n, 8)) + y[:, None], ("site",))
     audit = run_audit(emb, man, None, FAST, ShortcutSettings(site="site"))
     assert len(audit.confounding) == 1 and audit.confounding["sites"].iloc[0] >= 1
+
+
+def test_a_finding_too_rare_to_audit_is_a_row_with_its_counts_and_reason(tmp_path):
+    """covid with 2 positives among 60 (as on 90 real images): a skipped row where its audit
+    would be, never a silent gap; the scored finding beside it is audited as before."""
+    from cxratlas.analysis.shortcuts import ShortcutSettings, run_audit
+
+    rng = np.random.default_rng(6)
+    y = np.tile([0, 1], 30)
+    covid = np.r_[[1, 1], [0] * 58]
+    manifest = pd.DataFrame({"image_id": [f"i{i}" for i in range(60)],
+                             "pneumonia": pd.array(y, "Int8"), "covid": pd.array(covid, "Int8"),
+                             "site": rng.choice(["a", "b"], 60)})  # fmt: skip
+    X = rng.normal(size=(60, 8)) + y[:, None]
+    emb, man = _write_run(tmp_path, manifest, X, ("site",), ("pneumonia", "covid"))
+    table = run_audit(emb, man, None, FAST, ShortcutSettings()).confounding
+    table = table.set_index("finding")
+    assert table.at["pneumonia", "status"] == "scored"
+    assert table.at["covid", "status"] == "skipped" and not table.at["covid", "flagged"]
+    assert (table.at["covid", "n"], table.at["covid", "positives"]) == (60, 2)
+    assert "2 positive and 58 negative" in table.at["covid", "reason"]
+    assert np.isnan(table.at["covid", "pooled_auroc"])
+
+
+def test_label_noise_on_a_named_finding_too_rare_to_flip_is_a_row_per_model(tmp_path):
+    from cxratlas.analysis.label_noise import label_noise_sensitivity
+
+    covid = np.r_[[1, 1], [0] * 58]
+    manifest = pd.DataFrame({"image_id": [f"i{i}" for i in range(60)],
+                             "covid": pd.array(covid, "Int8")})  # fmt: skip
+    emb, man = _write_run(tmp_path, manifest, np.random.default_rng(7).normal(size=(60, 4)),
+                          findings=("covid",))  # fmt: skip
+    table, why = label_noise_sensitivity(emb, {"m": "unused"}, man, "covid", [0, 0.1], FAST)
+    assert table[["model", "status"]].values.tolist() == [["m", "skipped"]]
+    assert why == table["reason"].iloc[0] and why.startswith("covid: too few to score: 2 positive")

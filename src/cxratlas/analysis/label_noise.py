@@ -15,11 +15,14 @@ import pandas as pd
 
 from cxratlas.analysis.enrichment import enrichment, model_groups
 from cxratlas.analysis.probes import (
+    SCORED,
+    SKIPPED,
     ProbeSettings,
     common_embeddings,
     finding_labels,
     patient_groups,
     probe_auroc,
+    too_few,
 )
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,8 @@ def flip(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 
 AUTO = "auto"
-COLUMNS = ["model", "finding", "fraction", "n", "probe_auroc", "max_odds_ratio", "cluster_nmi"]
+COLUMNS = ["model", "finding", "fraction", "n", "probe_auroc", "max_odds_ratio", "cluster_nmi",
+           "status", "reason"]  # fmt: skip
 
 
 def choose_finding(
@@ -78,9 +82,15 @@ def label_noise_sensitivity(
     finding, why = _resolve_finding(finding, manifest, columns.findings,
                                     manifest.index.intersection(common, sort=False),
                                     s.min_positives)  # fmt: skip
-    if finding is None:
+    if finding is not None:  # a finding the user named may still be too rare to flip
+        clean = finding_labels(manifest, finding).reindex(common).dropna()
+        short = too_few(int(clean.sum()), len(clean), s.min_positives)
+        why = f"{finding}: {short}" if short else why
+        finding = None if short else finding
+    if finding is None:  # one row per model where its curve would be, saying why
         log.warning("label noise skipped: %s", why)
-        return pd.DataFrame(columns=COLUMNS), why
+        rows = [{"model": m, "finding": "", "status": SKIPPED, "reason": why} for m in loaded]
+        return pd.DataFrame(rows, columns=COLUMNS), why
     log.info("label noise on %s", why)
     clean = finding_labels(manifest, finding)
     rows = []
@@ -127,6 +137,8 @@ def _noise_curve(model, finding, X, y_clean, groups, red, fractions, s: ProbeSet
                 "probe_auroc": probe["auroc"],
                 "max_odds_ratio": float(enr["odds_ratio"].max()) if len(enr) else np.nan,
                 "cluster_nmi": float(normalized_mutual_info_score(y, red["cluster"])),
+                "status": SCORED,
+                "reason": "",
             }
         )
     return rows
@@ -140,6 +152,7 @@ def label_noise_plot(table: pd.DataFrame, out_path: str, why: str = "") -> None:
 
     panels = [("probe_auroc", "probe AUROC"), ("max_odds_ratio", "max cluster odds ratio"),
               ("cluster_nmi", "NMI(clusters, label)")]  # fmt: skip
+    table = table[table["status"] == SCORED] if "status" in table else table
     if table.empty:  # the figure says why, so the report does too
         fig, ax = plt.subplots(figsize=(13, 2.0))
         ax.axis("off")

@@ -11,13 +11,20 @@ import pandas as pd  # noqa: E402
 
 
 def probe_plot(table: pd.DataFrame, out_path: str) -> None:
-    """One panel row: per finding, each model's AUROC as a point with its 95% CI."""
+    """One panel row: per finding, each model's AUROC as a point with its 95% CI; findings
+    skipped for too few positives or negatives are named under the axis."""
+    skipped = table[table.get("status", pd.Series(dtype=str)) == "skipped"]
+    table = table.drop(skipped.index)
     findings = list(dict.fromkeys(table["finding"])) or ["(none)"]
     models = list(dict.fromkeys(table["model"]))
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(findings), 3.6))
     if table.empty:  # every finding had too few positives or negatives in this sample
         ax.text(0.5, 0.5, "no finding had enough positives and negatives\n"
                 "(analysis.probes.min_positives)", ha="center", va="center")  # fmt: skip
+    if len(skipped):
+        first = skipped.drop_duplicates("finding").itertuples()
+        note = "; ".join(f"{r.finding} ({r.positives} of {r.n} positive)" for r in first)
+        fig.text(0.01, 0.01, f"skipped, too few to score: {note}", fontsize=7, wrap=True)
     width = 0.8 / max(len(models), 1)
     for j, m in enumerate(models):
         sub = table[table["model"] == m].set_index("finding").reindex(findings)
@@ -30,7 +37,7 @@ def probe_plot(table: pd.DataFrame, out_path: str) -> None:
     ax.set_ylabel("AUROC (out-of-fold, 95% CI)")
     if models:
         ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06 if len(skipped) else 0, 1, 1))
     fig.savefig(out_path, dpi=120)
     plt.close(fig)
 

@@ -134,7 +134,25 @@ class ProbeSettings:
         return cls(**{k: p[k] for k in fields}, seed=analysis["seed"])
 
 
-COLUMNS = ["finding", "model", "n", "positives", "patients", "auroc", "ci_low", "ci_high", "folds"]
+COLUMNS = ["finding", "model", "n", "positives", "patients", "auroc", "ci_low", "ci_high", "folds",
+           "status", "reason"]  # fmt: skip
+SCORED, SKIPPED = "scored", "skipped"  # `status` of a row: a skipped row says why in `reason`
+
+
+def too_few(positives: int, n: int, min_count: int, key: str = "analysis.probes.min_positives"):
+    """Why a finding with `positives` of `n` labelled images cannot be scored, or "" if it can:
+    the reason that its skipped row in a table (and the report) carries."""
+    negatives = n - positives
+    if min(positives, negatives) >= min_count:
+        return ""
+    return (f"too few to score: {positives} positive and {negatives} negative image(s); "
+            f"each class needs {min_count} ({key})")  # fmt: skip
+
+
+def skipped_rows(finding: str, models, n: int, positives: int, reason: str, **extra) -> list:
+    """One skipped row per model, with the counts and the reason, where its scores would be."""
+    return [{"finding": finding, "model": m, "n": n, "positives": positives, "status": SKIPPED,
+             "reason": reason, **extra} for m in models]  # fmt: skip
 
 
 def common_embeddings(embeddings: dict[str, str]) -> tuple[dict[str, tuple], pd.Index]:
@@ -173,11 +191,13 @@ def run_probes(
     for finding in findings:
         labels = finding_labels(manifest, finding, s.uncertain).reindex(common).dropna()
         n_pos = int(labels.sum())
-        if n_pos < s.min_positives or len(labels) - n_pos < s.min_positives:
-            log.warning("probe %s: %d positives of %d, too few; skipped",
-                        finding, n_pos, len(labels))  # fmt: skip
-            continue
         groups = patient_groups(manifest, labels.index)
+        why = too_few(n_pos, len(labels), s.min_positives)
+        if why:
+            log.warning("probe %s skipped: %s", finding, why)
+            rows += skipped_rows(finding, loaded, len(labels), n_pos, why,
+                                 patients=int(groups.nunique()))  # fmt: skip
+            continue
         y = labels.to_numpy()
         if shuffle_labels:
             y = np.random.default_rng(s.seed).permutation(y)
@@ -185,7 +205,8 @@ def run_probes(
             Xm = X[pd.Index(ids).get_indexer(labels.index)]
             result = probe_auroc(Xm, y, groups.to_numpy(), s.folds, s.bootstrap, s.seed)
             rows.append({"finding": finding, "model": m, "n": len(y), "positives": int(y.sum()),
-                         "patients": int(groups.nunique()), **result})  # fmt: skip
+                         "patients": int(groups.nunique()), **result, "status": SCORED,
+                         "reason": ""})  # fmt: skip
             log.info("probe %s / %s: AUROC %.3f (%.3f-%.3f)", finding, m, result["auroc"],
                      result["ci_low"], result["ci_high"])  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)

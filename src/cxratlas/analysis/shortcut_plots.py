@@ -67,7 +67,8 @@ def gap_heatmap(gaps: pd.DataFrame, out_path: str) -> None:
 
 
 def confounding_plot(table: pd.DataFrame, out_path: str) -> None:
-    """Per finding and model: pooled, within-site and metadata-only AUROC; flagged rows red."""
+    """Per finding and model: pooled, within-site and metadata-only AUROC; flagged rows red;
+    findings skipped for too few positives or negatives are rows that say so."""
     fig, ax = plt.subplots(figsize=(7, 1.4 + 0.42 * max(len(table), 1)))
     if table.empty:
         _empty(ax, "no finding had enough positives and negatives (analysis.probes.min_positives)")
@@ -76,6 +77,10 @@ def confounding_plot(table: pd.DataFrame, out_path: str) -> None:
         return
     y = np.arange(len(table))[::-1]
     site = table["site"].iloc[0] or "site"
+    skipped = table.get("status", pd.Series("", index=table.index)) == "skipped"
+    for yy, r in zip(y[skipped.to_numpy()], table[skipped].itertuples(), strict=True):
+        ax.text(0.32, yy, f"skipped: {r.positives} of {r.n} positive", fontsize=7, va="center",
+                color="grey")  # fmt: skip
     for col, marker, label in (("pooled_auroc", "o", "pooled"),
                                ("within_site_auroc", "s", f"within {site}"),
                                ("metadata_auroc", "x", "metadata only")):  # fmt: skip

@@ -21,10 +21,13 @@ import pandas as pd
 
 from cxratlas.analysis.attribute_probes import attribute_probes
 from cxratlas.analysis.probes import (
+    SCORED,
     ProbeSettings,
     common_embeddings,
     finding_labels,
     patient_groups,
+    skipped_rows,
+    too_few,
 )
 from cxratlas.analysis.subgroup_performance import (
     SUBGROUP_COLUMNS,
@@ -42,7 +45,7 @@ log = logging.getLogger(__name__)
 CONFOUNDING_COLUMNS = ["finding", "model", "n", "positives", "pooled_auroc", "pooled_ci_low",
                        "pooled_ci_high", "site", "within_site_auroc", "within_site_scored_auroc",
                        "sites", "metadata_auroc", "metadata_ci_low", "flagged",
-                       "reason"]  # fmt: skip
+                       "reason", "status"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,9 @@ def run_audit(
     for finding in findings:
         labels = finding_labels(manifest, finding, probes.uncertain).reindex(common).dropna()
         pos = int(labels.sum())
-        if min(pos, len(labels) - pos) < probes.min_positives:
+        short = too_few(pos, len(labels), probes.min_positives)
+        if short:  # a row where its audit would be, so the table says why it is missing
+            confounding += skipped_rows(finding, loaded, len(labels), pos, short, flagged=False)
             continue
         base = metadata_auroc(labels, groups.drop(columns=[finding], errors="ignore"),
                               patients, probes)  # fmt: skip
@@ -100,6 +105,9 @@ def run_audit(
             Xm = X[pd.Index(ids).get_indexer(labels.index)]
             f = finding_scores(finding, m, Xm, labels, patients, probes)
             if f is None:
+                confounding += skipped_rows(finding, [m], len(labels), pos, flagged=False,
+                                            reason="too few patients with each class for "
+                                            "two patient-level folds")  # fmt: skip
                 continue
             rows += subgroup_auroc(f, groups, settings.min_group, probes)
             within = (within_site_auroc(f, groups[site], settings.min_group, probes)
@@ -137,5 +145,5 @@ def _flag(f, pooled_ci, within_site, base, s: ShortcutSettings) -> dict:
         "site": site or "", "within_site_auroc": within, "within_site_scored_auroc": scored,
         "sites": n_sites,
         "metadata_auroc": base[0], "metadata_ci_low": base[1], "flagged": bool(reasons),
-        "reason": "; ".join(reasons) or note,
+        "reason": "; ".join(reasons) or note, "status": SCORED,
     }  # fmt: skip

@@ -21,10 +21,12 @@ rule atlas:
         manifest="results/manifest.parquet",
         reduced=expand("results/reduce/{model}/reduced.parquet", model=MODELS),
         thumbnails=expand("results/thumbnails/shard-{shard}.parquet", shard=SHARDS),
+        names=expand("results/analysis/clusters/{model}/groups.parquet", model=MODELS),
     output:
         atlas="results/atlas/atlas.parquet",
         state="results/atlas/state.json",
         summary="results/atlas/summary.json",
+        views=atlas_views(),
     log:
         "logs/atlas.log",
     benchmark:

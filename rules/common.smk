@@ -26,6 +26,7 @@ from cxratlas.ingest.plan import (  # noqa: E402
     proposed_ledger,
 )
 from cxratlas.ingest.presets import kept_columns, preset_inputs  # noqa: E402
+from cxratlas.io import atlas_view_files  # noqa: E402
 from cxratlas.reduce.backend import job_backend  # noqa: E402
 
 MODELS = list(config["models"])
@@ -149,6 +150,11 @@ def model_shards(wildcards):
         model=wildcards.model,
         shard=SHARDS,
     )
+
+
+def atlas_views():
+    """Each model's one-model view (`cxr-atlas view --model`): its state and map labels."""
+    return [str(p) for m in MODELS for p in atlas_view_files("results/atlas", m)]
 
 
 def atlas_columns():

@@ -17,5 +17,6 @@ summary = build_atlas(
     snakemake.output.state,
     metadata_columns=p.metadata_columns,
     ids_hashed=p.ids_hashed,
+    names=by_model(snakemake.input.names),
 )
 write_json(summary, snakemake.output.summary)

@@ -20,6 +20,6 @@ table, groups, sheet = cluster_report(
     model=snakemake.wildcards.model,
 )
 write_frame(table, snakemake.output.enrichment)
-write_frame(groups, snakemake.output.groups)
+write_frame(groups, snakemake.output.groups, model=snakemake.wildcards.model)  # cluster names
 with atomic_path(snakemake.output.sheet) as tmp:
     Path(tmp).write_bytes(sheet)

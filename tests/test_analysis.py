@@ -139,3 +139,24 @@ def test_a_probe_with_too_few_positives_is_a_row_that_says_why_and_a_figure(tmp_
     assert "3 positive and 27 negative" in row["reason"] and "min_positives" in row["reason"]
     probe_plot(table, str(tmp_path / "p.png"))
     assert Image.open(tmp_path / "p.png").size[0] > 100
+
+
+def test_cluster_names_say_what_a_planted_cluster_is_made_of():
+    """c0: every image lateral, 80% site B (B is 30% of the sample), effusion 3x as common as
+    outside; c1: a mix of everything; noise keeps its name."""
+    from cxratlas.analysis.naming import cluster_names
+    from cxratlas.atlas.labels import label_column
+
+    n = 200
+    cluster = np.r_[[0] * 50, [1] * 140, [-1] * 10]
+    view = np.r_[["LATERAL"] * 50, np.tile(["PA", "AP"], 75)]
+    site = np.r_[["B"] * 40, ["A"] * 10, ["B"] * 20, ["A"] * 130]
+    effusion = np.r_[[1] * 30, [0] * 20, np.tile([1, 0, 0, 0, 0, 0, 0], 20), [0] * 10]
+    meta = pd.DataFrame({"view_position": view, "site": site})
+    groups = model_groups(pd.DataFrame({"cluster": cluster, "outlier": np.zeros(n)}))
+    table = enrichment(groups, pd.DataFrame({"effusion": pd.array(effusion, "Int8")}))
+    names = cluster_names(groups, meta, table, attributes=("site",))
+    inside, outside = 30 / 50, 20 / 150
+    assert names["c0"] == f"c0 · LATERAL · site B 80% · effusion ×{inside / outside:.1f}"
+    assert names["c1"] == "c1 · mixed" and names["noise"] == "noise"
+    assert label_column(cluster[[0, 60, 199]], names) == [names["c0"], names["c1"], "noise"]

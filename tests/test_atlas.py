@@ -11,7 +11,14 @@ from cxratlas.atlas.state import atlas_state
 from cxratlas.atlas.table import build_atlas
 from cxratlas.atlas.thumbnails import make_thumbnails
 from cxratlas.ingest.privacy import hash_id, hash_ids
-from cxratlas.io import ManifestColumns, reduced_table, write_frame, write_manifest, write_parquet
+from cxratlas.io import (
+    ManifestColumns,
+    atlas_view_files,
+    reduced_table,
+    write_frame,
+    write_manifest,
+    write_parquet,
+)
 from cxratlas.reduce import ReduceResult
 
 
@@ -72,6 +79,7 @@ def test_atlas_contract(demo, tmp_path):
     for m in ("a", "b"):
         assert schema.field(f"x_{m}").type == pa.float32()
         assert schema.field(f"cluster_{m}").type == pa.string()
+        assert t.column(f"cluster_label_{m}").to_pylist() == t.column(f"cluster_{m}").to_pylist()
         assert schema.field(f"neighbors_{m}").type == pa.struct(
             [("ids", pa.list_(pa.int64())), ("distances", pa.list_(pa.float32()))]
         )
@@ -100,6 +108,18 @@ def test_atlas_contract(demo, tmp_path):
     views = [c for c in state["charts"].values() if c.get("type") == "embedding"]
     assert [v["data"]["x"] for v in views] == ["x_a", "x_b"]
     assert all(v["data"]["neighbors"] == f"neighbors_{v['title']}" for v in views)
+    assert [v["data"]["category"] for v in views] == ["cluster_label_a", "cluster_label_b"]
+    # each model's own view: its map alone, each cluster's id at a member of that cluster
+    view_state, labels = atlas_view_files(tmp_path, "b")
+    own = json.loads(view_state.read_text())["charts"].values()
+    assert [c["data"]["x"] for c in own if c.get("type") == "embedding"] == ["x_b"]
+    labels = pd.read_parquet(labels)
+    frame = t.select(["x_b", "y_b", "cluster_b"]).to_pandas()
+    for r in labels.itertuples():
+        at = frame[(frame["x_b"] == r.x) & (frame["y_b"] == r.y)]
+        assert at["cluster_b"].tolist()[:1] == [r.text]
+    assert list(labels.columns) == ["x", "y", "text", "content", "level", "priority"]
+    assert labels["priority"].sum() == (t.column("cluster_b").to_numpy() != "noise").sum()
 
 
 def test_state_lists_findings_as_multilabel():

@@ -192,7 +192,17 @@ def test_view_command_is_offline_and_local(atlas):
     for flag, col in (("--x", "x_pixels_32"), ("--neighbors", "neighbors_pixels_32"),
                       ("--pagerank", "pagerank_pixels_32"), ("--image", "thumbnail")):  # fmt: skip
         assert cmd[cmd.index(flag) + 1] == col
-    assert cmd[cmd.index("--state") + 1].endswith("state.json")
+    assert cmd[cmd.index("--state") + 1].endswith("state.json") and "--labels" not in cmd
+    # one model alone: its own state and its cluster names on its map
+    one = viewer_command(atlas, model="pixels_64_pca")
+    assert one[one.index("--x") + 1] == "x_pixels_64_pca"
+    assert one[one.index("--state") + 1].endswith("views/pixels_64_pca.state.json")
+    labels = pd.read_parquet(one[one.index("--labels") + 1])
+    names = pd.read_parquet(atlas, columns=["cluster_label_pixels_64_pca"]).iloc[:, 0]
+    assert set(labels["text"]) == set(names) - {"noise"}
+    cli = [sys.executable, "-m", "cxratlas.cli", "view", str(atlas), "--model", "nope"]
+    out = subprocess.run(cli, capture_output=True, text=True)
+    assert out.returncode == 2 and "holds no model 'nope'" in out.stderr
     cli = [sys.executable, "-m", "cxratlas.cli", "view", str(atlas.parent / "x.parquet")]
     out = subprocess.run(cli, capture_output=True, text=True)
     assert out.returncode == 2 and "x.parquet: atlas not found" in out.stderr
@@ -214,7 +224,7 @@ def test_served_atlas_in_a_real_browser(atlas, static, tmp_path):
         for value in ("PA", "AP", "LATERAL", *frame["manufacturer"].unique()):
             assert value in _text(page)  # the count plots list the planted categories
         side = _panel_title(page, "view_position")["x"]
-        for chart in ("cluster_pixels_32", "findings", "agreement", "outlier_pixels_64_pca"):
+        for chart in ("cluster_label_pixels_32", "findings", "agreement", "outlier_pixels_64_pca"):
             assert abs(_panel_title(page, chart)["x"] - side) < 40, chart  # in the panel
         page.screenshot(path=str(shot))
         lateral = int((frame["view_position"] == "LATERAL").sum())
@@ -225,6 +235,28 @@ def test_served_atlas_in_a_real_browser(atlas, static, tmp_path):
     if os.environ.get("CXR_ATLAS_SCREENSHOT"):
         shutil.copy(shot, os.environ["CXR_ATLAS_SCREENSHOT"])
     assert not _serving(url)  # the server is gone with the test
+
+
+def test_one_model_view_shows_its_cluster_names(atlas, static, tmp_path):
+    """`--model`: one map, and the clusters' names where a reader looks: in the cluster count
+    plot and drawn on the map from our labels table (not the viewer's automatic labels)."""
+    names = set(pd.read_parquet(atlas, columns=["cluster_label_pixels_64_pca"]).iloc[:, 0])
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    cmd = [sys.executable, "-m", "cxratlas.cli", "view", str(atlas), "--port", str(port),
+           "--static", str(static), "--model", "pixels_64_pca"]  # fmt: skip
+    with _serve(cmd, url), _page(url) as (page, external):
+        canvases = "() => [...document.querySelectorAll('canvas')].filter(c => c.width > 400)"
+        assert page.evaluate(canvases + ".length") == 1
+        assert _panel_title(page, "cluster_label_pixels_64_pca")  # the names' count plot
+        drawn = "() => [...document.querySelectorAll('svg text')].map(t => t.textContent)"
+        page.wait_for_function(drawn + ".length > 0", timeout=60_000)
+        on_map = set(page.evaluate(drawn))
+        assert on_map & names and on_map <= names, (on_map, names)  # ours, not automatic
+        page.screenshot(path=str(tmp_path / "one.png"))
+        if os.environ.get("CXR_ATLAS_SCREENSHOT"):
+            shutil.copy(tmp_path / "one.png", os.environ["CXR_ATLAS_SCREENSHOT"] + ".one.png")
+    assert external == []
 
 
 def test_static_export_opens_from_a_plain_file_server(atlas, static, tmp_path):

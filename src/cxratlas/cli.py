@@ -86,7 +86,7 @@ def _view(args: argparse.Namespace) -> int:
 
     try:
         cmd = viewer_command(args.atlas, host=args.host, port=args.port, export=args.export,
-                             static=args.static)  # fmt: skip
+                             static=args.static, model=args.model)  # fmt: skip
     except ViewerError as exc:
         print(f"cxr-atlas view: {exc}", file=sys.stderr)
         return 2
@@ -150,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     view.add_argument("--port", type=int, default=5055, help="port (default: %(default)s)")
     view.add_argument(
         "--export", metavar="DIR", help="write a static bundle (folder or .zip), do not serve"
+    )
+    view.add_argument(
+        "--model",
+        help="show this model's map alone, its cluster names drawn on the map (Embedding "
+        "Atlas draws one set of map labels on every view, so the linked views carry none)",
     )
     view.add_argument("--static", help=argparse.SUPPRESS)  # another frontend build (tests)
     view.add_argument("--dry-run", action="store_true", help="print the command, run nothing")

@@ -55,9 +55,14 @@ def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
-def write_frame(df, path: str | os.PathLike) -> None:
-    """Write a pandas DataFrame (nullable dtypes kept, no index) atomically."""
-    write_parquet(pa.Table.from_pandas(df, preserve_index=False), path)
+def write_frame(df, path: str | os.PathLike, model: str | None = None) -> None:
+    """Write a pandas DataFrame (nullable dtypes kept, no index) atomically; a per-model table
+    names its `model` in the footer, for `by_model`."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if model is not None:
+        meta = {**(table.schema.metadata or {}), EMBEDDING_META_KEY: json.dumps({"model": model})}
+        table = table.replace_schema_metadata(meta)
+    write_parquet(table, path)
 
 
 def write_json(obj: object, path: str | os.PathLike) -> None:
@@ -330,7 +335,8 @@ class ReduceSummary:
 class AtlasModelColumns:
     """The atlas columns one model owns (README, "The atlas file"). `neighbors` holds row
     positions in the atlas file and cosine distances; `cluster` is a string (`c<k>` or
-    `noise`); `agreement` exists when there are two models or more."""
+    `noise`), `cluster_label` its name (`analysis/naming.py`: "c3 · LATERAL · site B 80%");
+    `agreement` exists when there are two models or more."""
 
     model: str
 
@@ -351,6 +357,10 @@ class AtlasModelColumns:
         return f"cluster_{self.model}"
 
     @property
+    def cluster_label(self) -> str:
+        return f"cluster_label_{self.model}"
+
+    @property
     def outlier(self) -> str:
         return f"outlier_{self.model}"
 
@@ -361,6 +371,14 @@ class AtlasModelColumns:
     @property
     def agreement(self) -> str:
         return f"agreement_{self.model}"
+
+
+def atlas_view_files(atlas_dir: str | os.PathLike, model: str) -> tuple[Path, Path]:
+    """(state, labels) of the one-model view `cxr-atlas view --model <model>` opens: its
+    Embedding Atlas state (that model's map, count plots, histograms) and its `--labels` table
+    (x, y, text, level, priority: each cluster's name where the cluster lies on its map)."""
+    views = Path(atlas_dir) / "views"
+    return views / f"{model}.state.json", views / f"{model}.labels.parquet"
 
 
 ATLAS_IMAGE = "thumbnail"  # PNG or JPEG bytes (atlas.thumbnail_format), one per row

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from cxratlas.analysis.naming import cluster_names
 from cxratlas.subgroups import BUILT_IN, age_band
 
 
@@ -123,26 +124,37 @@ def describe_groups(
     return pd.DataFrame(rows)
 
 
+def _font():
+    """DejaVu Sans from matplotlib (every env that draws has it): PIL's built-in font has no
+    "×", which cluster names use."""
+    from matplotlib import font_manager
+    from PIL import ImageFont
+
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), 11)
+
+
 def contact_sheet(groups: dict[str, list[bytes]], thumb: int = 96, title: str = "") -> bytes:
-    """One PNG: a row per group, its label, then its sample thumbnails."""
+    """One PNG: a row per group, its name on a line above its sample thumbnails (names are
+    long: "c3 · LATERAL · site B 80% · effusion ×3.1")."""
     k = max((len(v) for v in groups.values()), default=1)
-    label_w, pad, head = 120, 4, 24 if title else 0
-    sheet = Image.new(
-        "L", (label_w + k * (thumb + pad), head + len(groups) * (thumb + pad)), color=255
-    )
+    pad, line, head = 4, 14, 24 if title else 0
+    row_h = line + thumb + pad
+    width = max(k * (thumb + pad) + pad, 480)
+    sheet = Image.new("L", (width, head + len(groups) * row_h), color=255)
     draw = ImageDraw.Draw(sheet)
+    font = _font()
     if title:
-        draw.text((4, 4), title, fill=0)
+        draw.text((4, 4), title, fill=0, font=font)
     for r, (group, pngs) in enumerate(groups.items()):
-        y = head + r * (thumb + pad)
-        draw.text((4, y + thumb // 2 - 6), group, fill=0)
+        y = head + r * row_h
+        draw.text((pad, y), group, fill=0, font=font)
         for c, png in enumerate(pngs):
             if png is None:
                 continue
             with Image.open(io.BytesIO(png)) as img:
                 img = img.convert("L")
                 img.thumbnail((thumb, thumb))
-                sheet.paste(img, (label_w + c * (thumb + pad), y))
+                sheet.paste(img, (pad + c * (thumb + pad), y + line))
     buf = io.BytesIO()
     sheet.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
@@ -168,6 +180,8 @@ def cluster_report(
     indicators = attribute_indicators(manifest, columns.attributes)
     table = enrichment(groups, manifest[findings], indicators)
     described = describe_groups(groups, manifest, columns.attributes)
+    names = cluster_names(groups, manifest, table, columns.attributes)
+    described.insert(1, "name", described["group"].map(names))
     thumbs = pd.concat([pd.read_parquet(p) for p in thumbnail_paths]).set_index("image_id")
     thumbs = thumbs["thumbnail"].reindex(reduced["image_id"]).to_numpy()
     rng = np.random.default_rng(seed)
@@ -175,6 +189,6 @@ def cluster_report(
     for group, mask in groups.items():
         rows = np.flatnonzero(mask)
         chosen = rng.choice(rows, min(sample_k, len(rows)), replace=False) if len(rows) else []
-        picks[f"{group} (n={len(rows)})"] = [thumbs[i] for i in chosen]
+        picks[f"{names[group]} (n={len(rows)})"] = [thumbs[i] for i in chosen]
     sheet = contact_sheet(picks, title=f"{model}: {sample_k} random images per cluster")
     return table, described, sheet

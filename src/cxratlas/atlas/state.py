@@ -18,7 +18,7 @@ def atlas_state(
     count plots next to view and vendor."""
     own = [AtlasModelColumns(m) for m in models]
     charts: list[dict[str, Any]] = [_embedding_view(c) for c in own]
-    fields = (*dict.fromkeys((*COUNT_FIELDS, *attributes)), *(c.cluster for c in own))
+    fields = (*dict.fromkeys((*COUNT_FIELDS, *attributes)), *(c.cluster_label for c in own))
     charts += [_count_plot(f) for f in fields if f in cols]
     if ATLAS_FINDINGS in cols:
         charts.append(_count_plot(ATLAS_FINDINGS, is_list=True))
@@ -38,7 +38,7 @@ def _embedding_view(c: AtlasModelColumns) -> dict[str, Any]:
             "image": ATLAS_IMAGE,
             "neighbors": c.neighbors,
             "importance": c.pagerank,
-            "category": c.cluster,
+            "category": c.cluster_label,  # the legend lists the clusters' names
         },
     }
 

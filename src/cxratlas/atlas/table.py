@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cxratlas.atlas.labels import label_column, map_labels
 from cxratlas.atlas.state import atlas_state
 from cxratlas.ingest.privacy import ID_COLUMNS
 from cxratlas.io import (
@@ -24,6 +26,7 @@ from cxratlas.io import (
     ATLAS_FINDINGS,
     ATLAS_IMAGE,
     AtlasModelColumns,
+    atlas_view_files,
     pair_agreement_column,
     read_manifest,
     write_json,
@@ -70,8 +73,13 @@ def build_atlas(
     state_path: str,
     metadata_columns: list[str],
     ids_hashed: bool = True,
+    names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Join the sample, its metadata, thumbnails and every model's reduction into the atlas.
+
+    `names`: per model, its cluster report's groups table (`group`, `name`): the cluster names
+    the atlas shows (without one, a cluster is named by its id). Beside the state, each model's
+    one-model view (`io.atlas_view_files`) is written, its cluster names placed on its map.
 
     `metadata_columns` is the privacy allow-list; patient/study ids arrive hashed from ingest
     (`ids_hashed`) and are named `<column>_hash` so nobody mistakes them for raw ids."""
@@ -86,13 +94,16 @@ def build_atlas(
     cols |= _findings(meta, [c for c in columns.findings if c in meta.columns])
     summary: dict[str, Any] = {"rows": len(ids), "dropped": len(sample) - len(ids), "models": {}}
     pos = pd.Series(np.arange(len(ids)), index=ids)
+    named = {m: _names(names.get(m) if names else None) for m in tables}
     for m, t in tables.items():
-        model_cols, summary["models"][m] = _model_columns(AtlasModelColumns(m), t, pos)
+        model_cols, summary["models"][m] = _model_columns(AtlasModelColumns(m), t, pos, named[m])
         cols |= model_cols
     if len(tables) > 1:
         cols |= _agreement(tables, ids)
     write_parquet(pa.table(cols), out_path)
     write_json(atlas_state(list(reduced), cols, columns.attributes), state_path)
+    for m in tables:
+        _write_view(Path(state_path).parent, m, cols, columns.attributes, named[m])
     summary["command"] = f"cxr-atlas view {out_path}"  # Embedding Atlas, every model linked
     log.info("atlas: %d rows, %d columns -> %s", len(ids), len(cols), out_path)
     log.info("open it with: %s", summary["command"])
@@ -169,8 +180,29 @@ def _findings(meta: pd.DataFrame, labels: list[str]) -> dict[str, pa.Array]:
     return cols
 
 
+def _names(groups_path: str | None) -> dict[str, str]:
+    if groups_path is None:
+        return {}
+    groups = pd.read_parquet(groups_path, columns=["group", "name"])
+    return dict(zip(groups["group"], groups["name"], strict=True))
+
+
+def _write_view(atlas_dir: Path, model: str, cols: dict, attributes, names: dict) -> None:
+    """One model's view for `cxr-atlas view --model`: Embedding Atlas 0.26 draws one labels
+    table on every embedding view (each reads `embeddingViewLabels`), so names go on a map
+    only where that map is the only one."""
+    c = AtlasModelColumns(model)
+    state_path, labels_path = atlas_view_files(atlas_dir, model)
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(atlas_state([model], cols, attributes), state_path)  # that model's charts only
+    cluster = np.array([int(v[1:]) if v != "noise" else -1 for v in cols[c.cluster].to_pylist()])
+    x, y = (cols[k].to_numpy(zero_copy_only=False) for k in (c.x, c.y))
+    write_parquet(pa.Table.from_pandas(map_labels(x, y, cluster, names), preserve_index=False),
+                  labels_path)  # fmt: skip
+
+
 def _model_columns(
-    c: AtlasModelColumns, t: pa.Table, pos: pd.Series
+    c: AtlasModelColumns, t: pa.Table, pos: pd.Series, names: dict[str, str]
 ) -> tuple[dict[str, pa.Array], dict[str, Any]]:
     """One model's reduced map in atlas row order, its neighbours renumbered to atlas rows."""
     ids = pos.index
@@ -185,6 +217,7 @@ def _model_columns(
         c.y: sub.column("y").combine_chunks(),
         c.neighbors: _remap_neighbors(sub.column("neighbors").combine_chunks(), local_to_atlas),
         c.cluster: pa.array([f"c{k}" if k >= 0 else "noise" for k in cluster]),
+        c.cluster_label: pa.array(label_column(cluster, names), pa.string()),
         c.outlier: sub.column("outlier").combine_chunks(),
         c.pagerank: sub.column("pagerank").combine_chunks(),
     }

@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from cxratlas.io import ATLAS_IMAGE, AtlasModelColumns, atlas_models
+from cxratlas.io import ATLAS_IMAGE, AtlasModelColumns, atlas_models, atlas_view_files
 
 
 class ViewerError(RuntimeError):
@@ -43,13 +43,20 @@ def viewer_command(
     port: int = 5055,
     export: str | None = None,
     static: str | None = None,
+    model: str | None = None,
 ) -> list[str]:
     """The embedding-atlas command line: the first model's view from the CLI flags, every model's
-    linked view from state.json; the image column's PageRank is passed, never computed."""
+    linked view from state.json; the image column's PageRank is passed, never computed. With
+    `model`, that model's map alone, its cluster names drawn on it (`--labels`)."""
     atlas = Path(atlas)
     state_path = atlas.with_name("state.json")
-    for path, what in ((atlas, "atlas"), (state_path, "state")):
-        if not path.is_file():
+    labels = None
+    if model is not None:
+        state_path, labels = atlas_view_files(atlas.parent, model)
+        if atlas.is_file() and model not in atlas_models(atlas):
+            raise ViewerError(f"{atlas} holds no model {model!r}; it has {atlas_models(atlas)}")
+    for path, what in ((atlas, "atlas"), (state_path, "state"), (labels, "map labels")):
+        if path is not None and not path.is_file():
             raise ViewerError(f"{path}: {what} not found; run the workflow first (snakemake)")
     state = json.loads(state_path.read_text())
     models = _models(state)
@@ -65,6 +72,8 @@ def viewer_command(
         "--state", str(state_path),
         "--host", host, "--port", str(port), "--no-auto-port",
     ]  # fmt: skip
+    if labels is not None:
+        cmd += ["--labels", str(labels)]
     if static:
         cmd += ["--static", static]
     if export:

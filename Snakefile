@@ -46,6 +46,7 @@ rule all:
         "results/atlas/atlas.parquet",
         "results/atlas/state.json",
         "results/analysis/eda/counts.parquet",
+        "results/analysis/sample/balance.parquet",
         "results/analysis/compare/pairs.parquet",
         "results/analysis/probes/probes.parquet",
         "results/analysis/shortcuts/confounding.tsv",

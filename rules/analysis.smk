@@ -18,6 +18,33 @@ rule eda:
         "../scripts/eda.py"
 
 
+rule sample_balance:
+    input:
+        manifest="results/manifest.parquet",
+    output:
+        table="results/analysis/sample/balance.parquet",
+        tsv=report(
+            "results/analysis/sample/balance.tsv",
+            caption="../report/sample_balance.rst",
+            category="Manifest",
+        ),
+        figure=report(
+            "results/analysis/sample/love_plot.png",
+            caption="../report/sample_balance.rst",
+            category="Manifest",
+        ),
+    log:
+        "logs/analysis/sample_balance.log",
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        sample=SAMPLE,
+        members=PLAN.members_sha,
+        strata=config["sample"]["stratify_by"],
+    script:
+        "../scripts/sample_balance.py"
+
+
 rule compare:
     input:
         reduced=expand("results/reduce/{model}/reduced.parquet", model=MODELS),

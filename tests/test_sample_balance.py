@@ -1,0 +1,72 @@
+"""The sample against the archive: SMDs against hand-computed values, a stratified draw shown
+balanced on its strata, a planted biased sample flagged with a console warning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxratlas.analysis.representativeness import (
+    binary_smd,
+    continuous_smd,
+    love_plot,
+    sample_balance,
+    warn_imbalance,
+)
+
+
+def _archive(n=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "image_id": [f"i{i}" for i in range(n)], "path": [f"{i}.png" for i in range(n)],
+        "view_position": rng.choice(["PA", "AP", "LATERAL"], n, p=[0.5, 0.3, 0.2]),
+        "site": rng.choice(["A", "B"], n), "age": rng.normal(55, 15, n).round(),
+        "effusion": pd.array(rng.choice([1, 0, pd.NA], n, p=[0.2, 0.6, 0.2]), "Int8"),
+    })  # fmt: skip
+
+
+def test_smds_match_hand_computed_values():
+    assert binary_smd(0.3, 0.2) == pytest.approx(0.1 / np.sqrt((0.21 + 0.16) / 2))
+    a, b = pd.Series([1.0, 2, 3, 4]), pd.Series([2.0, 3, 4, 5])
+    assert continuous_smd(a, b) == pytest.approx(-1 / np.sqrt(5 / 3))  # both variances 5/3
+    assert binary_smd(0.0, 0.0) == 0.0
+
+
+def test_a_stratified_draw_is_balanced_on_its_strata_and_its_table_adds_up():
+    from cxratlas.ingest.sample import draw_sample
+
+    archive = _archive()
+    drawn = draw_sample(archive, 300, seed=1, stratify_by=["view_position"])
+    table = sample_balance(archive.set_index("image_id"), pd.Index(drawn["image_id"]),
+                           ("effusion",), ("site",))  # fmt: skip
+    view = table[table["variable"] == "view_position"].set_index("level")
+    assert (view["smd"].abs() < 0.02).all()  # proportional allocation
+    assert (view["n_sample"] + view["n_rest"] == view["n_archive"]).all()
+    assert view["n_sample"].sum() == 300 and view["tvd"].iloc[0] < 0.01
+    effusion = table.set_index("variable").loc["effusion"]
+    known = archive["effusion"].dropna()
+    assert effusion["n_archive"] == int(known.sum()) and effusion["archive"] == known.mean()
+    assert not table["imbalanced"].any()
+
+
+def test_a_biased_sample_is_flagged_on_the_console_and_in_the_table(capfd, tmp_path):
+    archive = _archive()
+    by_site = archive.groupby("site")["image_id"].apply(list)
+    biased = pd.Index(by_site["A"][:250] + by_site["B"][:50])
+    table = sample_balance(archive.set_index("image_id"), biased, ("effusion",), ("site",))
+    site = table[table["variable"] == "site"].set_index("level")
+    assert site.at["A", "sample"] == pytest.approx(250 / 300) and site["imbalanced"].all()
+    lines = warn_imbalance(table, strata=["view_position"])
+    assert any(line.startswith("sample imbalance: site=A: 83.3% of the sample") for line in lines)
+    assert "WARNING: sample imbalance: site=A" in capfd.readouterr().err
+    love_plot(table, str(tmp_path / "love.png"))
+    assert (tmp_path / "love.png").stat().st_size > 5000
+
+
+def test_the_whole_archive_as_sample_compares_nothing():
+    archive = _archive(100)
+    table = sample_balance(archive.set_index("image_id"), pd.Index(archive["image_id"]),
+                           ("effusion",), ("site",))  # fmt: skip
+    assert table["smd"].isna().all() and (table["n_rest"] == 0).all()
+    assert not table["imbalanced"].any()

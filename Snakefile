@@ -57,3 +57,4 @@ rule all:
         analysis_datasets(),
         expand("results/analysis/clusters/{model}/enrichment.parquet", model=MODELS),
         expand("results/analysis/clusters/{model}/stability.parquet", model=MODELS),
+        expand("results/analysis/maps/{model}/clusters.png", model=MODELS),

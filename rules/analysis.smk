@@ -151,6 +151,35 @@ rule cluster_report:
         "../scripts/cluster_report.py"
 
 
+rule maps:
+    input:
+        reduced="results/reduce/{model}/reduced.parquet",
+        groups="results/analysis/clusters/{model}/groups.parquet",
+        manifest="results/manifest.parquet",
+    output:
+        clusters=report(
+            "results/analysis/maps/{model}/clusters.png",
+            caption="../report/maps.rst",
+            category="Maps",
+            subcategory="{model}",
+        ),
+        multiples=report(
+            "results/analysis/maps/{model}/multiples.png",
+            caption="../report/maps.rst",
+            category="Maps",
+            subcategory="{model}",
+        ),
+        svg=multiext("results/analysis/maps/{model}/", "clusters.svg", "multiples.svg"),
+    log:
+        "logs/analysis/maps/{model}.log",
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        outlier_quantile=config["analysis"]["clusters"]["outlier_quantile"],
+    script:
+        "../scripts/maps.py"
+
+
 rule cluster_stability:
     input:
         reduced="results/reduce/{model}/reduced.parquet",

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # a new model also reruns the cross-model analyses and gets its own cluster report
 ANALYSIS = {"compare": 1, "disagreement": 1, "probes": 1, "shortcuts": 1, "cluster_report": 1,
-            "cluster_stability": 1, "label_noise": 1, "quality": 1, "map_drift": 1}  # fmt: skip
+            "cluster_stability": 1, "label_noise": 1, "quality": 1, "map_drift": 1,
+            "maps": 1}  # fmt: skip
 
 
 def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True):

@@ -18,5 +18,6 @@ rule ingest:
     params:
         datasets=DATASETS,
         privacy=config["privacy"],
+        sample=SAMPLE,
     script:
         "../scripts/ingest.py"

@@ -233,3 +233,26 @@ def test_redrawn_demo_images_rewrite_the_sample(tmp_path, monkeypatch):
     assert all(redrawn.shard_key(s) != first.shard_key(s) for s in first.shards)
     (tmp_path / "results/sample/plan.json").write_text('{"key": "x", "from": "another version"}')
     assert plan_and_commit(cfg).n_images == 40  # an unreadable plan is remade
+
+
+def test_a_sampled_image_whose_file_is_gone_stays_in_the_sample(archive, caplog):
+    """A mount that is down (or a file moved for a while) is not a withdrawn row: the image keeps
+    its place and shard, so its vectors are not pruned; a new row without its file is dropped."""
+    folder, table = archive
+    cfg = _config(folder)
+    first = plan_and_commit(cfg)
+    ledger = pd.read_parquet(SAMPLE_PATH)
+    gone = ledger.loc[ledger["shard"] == 1, "path"].tolist()
+    for p in gone:
+        os.rename(p, p + ".away")
+    extra = _images(folder / "img2", 4).assign(uid=lambda d: "new" + d["uid"])
+    extra["file"] = "../img2/" + extra["file"]
+    os.remove(folder / "img2/0.png")  # a new row whose file is missing: dropped as ever
+    pd.concat([table, extra]).to_csv(folder / "m.csv", index=False)
+    again = plan_and_commit(cfg)
+    now = pd.read_parquet(SAMPLE_PATH)
+    kept = now.set_index("image_id").loc[ledger["image_id"], "shard"]
+    assert (kept.to_numpy() == ledger["shard"].to_numpy()).all()  # nobody moved or left
+    assert "newimg0" not in set(now["image_id"]) and {"newimg1", "newimg2"} <= set(now["image_id"])
+    assert again.changes["removed"] == 0 and first.n_images == 40
+    assert "image file(s) of the shared sample not found" in caplog.text

@@ -37,8 +37,11 @@ def dataset_specs(config: dict[str, Any], demo_dir: str = "resources/demo") -> l
     return specs
 
 
-def ingest_dataset(spec: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One dataset as (manifest, dropped rows), both tagged with the dataset's name."""
+def ingest_dataset(
+    spec: dict[str, Any], sampled: frozenset[str] = frozenset()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One dataset as (manifest, dropped rows), both tagged with the dataset's name; rows of
+    `sampled` ids stay though their file is missing (`ingest_manifest`)."""
     from cxratlas.ingest.presets import kept_columns, read_preset
 
     table, columns, label_columns, source = read_preset(spec)
@@ -51,6 +54,7 @@ def ingest_dataset(spec: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
         source=source,
         keep_columns=kept_columns(spec),
         dicom_tags=bool(spec.get("dicom_tags")),
+        sampled=sampled,
     )
     columns = ManifestColumns.of(manifest)
     tagged = columns.tag(manifest.assign(dataset=spec["name"]))
@@ -58,7 +62,9 @@ def ingest_dataset(spec: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def ingest_datasets(
-    specs: list[dict[str, Any]], privacy: dict[str, Any] | None = None
+    specs: list[dict[str, Any]],
+    privacy: dict[str, Any] | None = None,
+    sampled: frozenset[str] = frozenset(),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every dataset stacked into one manifest; image ids must be unique across datasets.
     Patient and study ids leave as salted hashes unless `privacy.hash_ids` is false."""
@@ -66,7 +72,7 @@ def ingest_datasets(
 
     privacy = {"hash_ids": True, "salt": "cxr-atlas", "identifiers": [], **(privacy or {})}
     check_identifier_columns(specs, privacy["identifiers"], privacy["hash_ids"])
-    parts, dropped = zip(*(ingest_dataset(s) for s in specs), strict=True)
+    parts, dropped = zip(*(ingest_dataset(s, sampled) for s in specs), strict=True)
     for part, spec in zip(parts, specs, strict=True):
         log.info("dataset %s: %d usable images", spec["name"], len(part))
     manifest = pd.concat(parts, ignore_index=True)

@@ -168,6 +168,7 @@ def ingest_manifest(
     source: str | None = None,
     keep_columns: list[str] | None = None,
     dicom_tags: bool = False,
+    sampled: frozenset[str] = frozenset(),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate and normalise a manifest (a file, or a table a preset assembled).
 
@@ -175,7 +176,9 @@ def ingest_manifest(
     Header rows count as row 1, so error row numbers match a spreadsheet view of a CSV.
     `keep_columns` are further manifest columns carried as they are (strings), e.g. for colouring.
     `dicom_tags` fills view, manufacturer, sex, age, study date, photometric interpretation and
-    modality from DICOM headers where the manifest leaves them empty.
+    modality from DICOM headers where the manifest leaves them empty. `sampled`: ids the shared
+    sample already holds; their rows stay even if the file is missing now (a mount that is down
+    is not a withdrawn row: their vectors stay, and their shard fails until the file is back).
     """
     if on_missing_image not in ("drop", "fail"):
         raise ValueError(f"on_missing_image must be 'drop' or 'fail', not {on_missing_image!r}")
@@ -192,6 +195,12 @@ def ingest_manifest(
     for original, name in labels.items():
         out[name] = normalise_label(df[original], original, source)
     exists = _check_image_files(out, source, on_missing_image)
+    held = ~exists & out["image_id"].isin(sampled).to_numpy()
+    if held.any():
+        log.warning("%s: %d image file(s) of the shared sample not found (e.g. %s); kept in the "
+                    "sample: their vectors stay, and their shards fail until the files are back",
+                    source, int(held.sum()), out.loc[held, "path"].iloc[0])  # fmt: skip
+        exists = exists | held
     dropped = out.loc[~exists, ["image_id", "path"]].assign(reason="image file not found")
     columns = ManifestColumns(
         findings=tuple(dict.fromkeys(labels.values())),

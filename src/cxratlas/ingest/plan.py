@@ -249,12 +249,13 @@ def make_plan(
         return cached
     # DICOM headers are read by the ingest job, not here: the plan must stay quick
     quick = [{**copy.deepcopy(spec), "dicom_tags": False} for spec in specs]
-    manifest, _ = ingest_datasets(quick, config["privacy"])
+    extends = committed is not None and committed.inputs_stamp == stamp
+    previous = pd.read_parquet(SAMPLE_PATH) if extends else None
+    held = frozenset(previous["image_id"]) if previous is not None else frozenset()
+    manifest, _ = ingest_datasets(quick, config["privacy"], sampled=held)
     columns = ManifestColumns.of(manifest)
     check_analysis_settings(config, columns.findings)
     drawn, notes = _draw(config, manifest, extra)
-    extends = committed is not None and committed.inputs_stamp == stamp
-    previous = pd.read_parquet(SAMPLE_PATH) if extends else None
     ledger, changes = assign_shards(drawn, previous, config["extract"]["shard_size"])
     sha = frame_sha(ledger)
     revs = ledger.groupby("shard")["shard_rev"].max()

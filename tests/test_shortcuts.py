@@ -97,7 +97,10 @@ def test_subgroup_auroc_and_gaps_on_a_hand_built_case():
     gaps = largest_gaps(rows)
     assert gaps.iloc[0]["best_group"] == "PA" and gaps.iloc[0]["worst_group"] == "AP"
     assert gaps.iloc[0]["separated"] and gaps.iloc[0]["gap"] > 0.3
-    assert subgroup_auroc(_scores(y, score, ids), groups, 60, FAST) == []  # too few per group
+    few = pd.DataFrame(subgroup_auroc(_scores(y, score, ids), groups, 60, FAST))
+    assert set(few["status"]) == {"skipped"} and few["auroc"].isna().all()  # too few per group
+    assert "50 positive and 50 negative" in few["reason"].iloc[0]
+    assert "min_group" in few["reason"].iloc[0] and largest_gaps(few).empty
 
 
 def test_confounding_separates_a_site_shortcut_from_a_real_signal():

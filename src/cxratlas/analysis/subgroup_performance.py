@@ -17,16 +17,19 @@ import pandas as pd
 
 from cxratlas.analysis.metrics import auroc
 from cxratlas.analysis.probes import (
+    SCORED,
+    SKIPPED,
     ProbeSettings,
     max_folds,
     oof_scores,
     patient_bootstrap_ci,
     patient_folds,
     probe_auroc,
+    too_few,
 )
 
 SUBGROUP_COLUMNS = ["finding", "model", "attribute", "group", "n", "positives", "auroc",
-                    "ci_low", "ci_high"]  # fmt: skip
+                    "ci_low", "ci_high", "status", "reason"]  # fmt: skip
 GAP_COLUMNS = ["finding", "model", "attribute", "best_group", "best_auroc", "worst_group",
                "worst_auroc", "gap", "separated", "groups"]  # fmt: skip
 
@@ -68,19 +71,26 @@ def finding_scores(
 def subgroup_auroc(
     f: FindingScores, groups: pd.DataFrame, min_group: int, s: ProbeSettings
 ) -> list[dict]:
-    """One row per (subgroup column, value) with at least `min_group` positives and negatives."""
+    """One row per (subgroup column, value): scored with at least `min_group` positives and
+    negatives, else a skipped row with its counts and the reason."""
     rows = []
     for attribute in groups.columns:
         for group, mask in _masks(groups[attribute], f.ids):
             pos = int(f.y[mask].sum())
-            if pos < min_group or mask.sum() - pos < min_group:
+            short = too_few(pos, int(mask.sum()), min_group, "analysis.shortcuts.min_group")
+            if short:
+                rows.append({"finding": f.finding, "model": f.model, "attribute": attribute,
+                             "group": str(group), "n": int(mask.sum()), "positives": pos,
+                             "auroc": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                             "status": SKIPPED, "reason": short})  # fmt: skip
                 continue
             low, high = patient_bootstrap_ci(f.y[mask], f.score[mask], f.patients[mask],
                                              s.bootstrap, s.seed, auroc)  # fmt: skip
             rows.append({"finding": f.finding, "model": f.model, "attribute": attribute,
                          "group": str(group), "n": int(mask.sum()), "positives": pos,
                          "auroc": auroc(f.y[mask], f.score[mask]),
-                         "ci_low": low, "ci_high": high})  # fmt: skip
+                         "ci_low": low, "ci_high": high, "status": SCORED,
+                         "reason": ""})  # fmt: skip
     return rows
 
 
@@ -94,6 +104,8 @@ def _masks(values: pd.Series, ids: pd.Index):
 def largest_gaps(table: pd.DataFrame) -> pd.DataFrame:
     """Per finding, model and subgroup column scored in two groups or more: best vs worst."""
     rows = []
+    if "status" in table:
+        table = table[table["status"] == SCORED]
     for (finding, model, attribute), sub in table.groupby(["finding", "model", "attribute"],
                                                           sort=False):  # fmt: skip
         if len(sub) < 2:

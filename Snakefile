@@ -40,9 +40,15 @@ onstart:
     commit()
 
 
+# what the run found, before anything else a user reads
+onsuccess:
+    say_findings()
+
+
 rule all:
     default_target: True
     input:
+        "results/summary/summary.md",
         "results/atlas/atlas.parquet",
         "results/atlas/state.json",
         "results/analysis/eda/counts.parquet",

@@ -314,3 +314,40 @@ rule quality:
         "../envs/cpu.yaml"
     script:
         "../scripts/quality.py"
+
+
+rule summary:
+    input:
+        unpack(summary_optional),
+        confounding="results/analysis/shortcuts/confounding.tsv",
+        gaps="results/analysis/shortcuts/gaps.parquet",
+        subgroups="results/analysis/shortcuts/subgroups.parquet",
+        attributes="results/analysis/shortcuts/attributes.parquet",
+        probes="results/analysis/probes/probes.parquet",
+        balance="results/analysis/sample/balance.parquet",
+        compare_models="results/analysis/compare/models.parquet",
+        manifest="results/manifest.parquet",
+        enrichment=expand(
+            "results/analysis/clusters/{model}/enrichment.parquet", model=MODELS
+        ),
+        groups=expand("results/analysis/clusters/{model}/groups.parquet", model=MODELS),
+        stability=expand(
+            "results/analysis/clusters/{model}/stability.parquet", model=MODELS
+        ),
+        reduced=expand("results/reduce/{model}/reduced.parquet", model=MODELS),
+        maps=expand("results/analysis/maps/{model}/clusters.png", model=MODELS),
+        thumbnails=expand("results/thumbnails/shard-{shard}.parquet", shard=SHARDS),
+    output:
+        markdown="results/summary/summary.md",
+        landing="results/summary/summary.rst",
+        leads="results/summary/leads.parquet",
+        strips=directory("results/summary/strips"),
+    log:
+        "logs/summary.log",
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        models=MODELS,
+        clusters=config["analysis"]["clusters"],
+    script:
+        "../scripts/summary.py"

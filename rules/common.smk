@@ -26,6 +26,7 @@ from cxratlas.ingest.plan import (  # noqa: E402
     proposed_ledger,
 )
 from cxratlas.ingest.presets import kept_columns, preset_inputs  # noqa: E402
+from cxratlas.analysis.leads import top_leads_text  # noqa: E402
 from cxratlas.io import atlas_view_files  # noqa: E402
 from cxratlas.reduce.backend import job_backend  # noqa: E402
 
@@ -73,6 +74,15 @@ def commit():
         commit_plan(PLAN, say=logger.warning)
     except PlanError as exc:
         raise _stopped(exc) from None
+
+
+def say_findings():
+    """onsuccess: what the run found, first: the top leads, and where the summary is."""
+    summary = Path("results/summary/summary.md")
+    if not summary.exists():
+        return
+    logger.info(f"\nWhat this study found ({summary}; the report opens on it):")
+    logger.info(top_leads_text("results/summary/leads.parquet"))
 
 
 def say_embedding_work():
@@ -179,6 +189,16 @@ def analysis_disagreement():
     if len(MODELS) > 1:
         return ["results/analysis/disagreement/curve.parquet"]
     return []
+
+
+def summary_optional(wildcards):
+    """The summary's inputs that exist only in some runs: disagreement (two models or more) and
+    label noise (unless switched off)."""
+    out = {}
+    if len(MODELS) > 1:
+        out["disagreement"] = "results/analysis/disagreement/images.parquet"
+    out |= {"label_noise": p for p in analysis_label_noise()}
+    return out
 
 
 def analysis_label_noise():

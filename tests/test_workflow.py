@@ -21,7 +21,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # a new model also reruns the cross-model analyses and gets its own cluster report
 ANALYSIS = {"compare": 1, "disagreement": 1, "probes": 1, "shortcuts": 1, "cluster_report": 1,
             "cluster_stability": 1, "label_noise": 1, "quality": 1, "map_drift": 1,
-            "maps": 1}  # fmt: skip
+            "maps": 1, "summary": 1}  # fmt: skip
 
 
 def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True):
@@ -285,8 +285,36 @@ def test_html_report_holds_the_analyses_with_captions(repo, demo_run):
     html = (demo_run / "report.html").read_text(errors="replace")
     for text in ("Cross-model comparison", "Linear probes", "contact_sheet.png", "patient-level",
                  "Data quality", "skipped.png", "summary.tsv", "Bias and shortcuts",
-                 "confounding.png", "Is it the disease or the site?"):  # fmt: skip
+                 "confounding.png", "Is it the disease or the site?", "love_plot.png",
+                 "clusters.png", "What this study found",
+                 "Leads: what to look at next"):  # fmt: skip
         assert text in html, text
+
+
+def test_the_summary_leads_with_the_planted_truth(demo_run):
+    """The demo plants a pneumonia-manufacturer shortcut, inverted/rotated/cropped outliers and
+    lateral films: each is among the top leads, with its images, and the summary comes first
+    in the report and beside it as Markdown."""
+    leads = pd.read_parquet(demo_run / "results/summary/leads.parquet")
+    top = leads[leads["rank"] <= 10]
+    shortcut = top[(top["kind"] == "shortcut") & top["title"].str.startswith("pneumonia")]
+    assert len(shortcut) and shortcut["title"].str.contains("manufacturer").all()
+    lateral = top[(top["kind"] == "cluster_attribute") & top["title"].str.contains("LATERAL")]
+    assert len(lateral), top[["kind", "title"]]
+    truth = pd.read_csv(demo_run / "resources/demo/manifest.csv", keep_default_na=False)
+    truth = truth.set_index("image_id")
+    views = truth.loc[list(lateral["images"].iloc[0]), "view_position"]
+    assert (views == "LATERAL").all()  # its example images are lateral films
+    outliers = top[top["kind"] == "outliers"]
+    planted = truth["gt_outlier"].astype(int)
+    assert len(outliers) == 2  # one region per model
+    for images in outliers["images"]:  # planted at 5 %: most of each strip is planted
+        assert planted.loc[list(images)].mean() >= 0.5
+    md = (demo_run / "results/summary/summary.md").read_text()
+    assert md.startswith("# What this study found") and "![examples](strips/lead-1.png)" in md
+    assert (demo_run / "results/summary/strips/lead-1.png").stat().st_size > 1000
+    for source in leads["source"]:  # every number is traceable to a table of the run
+        assert (demo_run / source.split(":")[0].split(" and ")[0]).exists(), source
 
 
 def test_label_noise_degrades_what_the_clean_labels_show(demo_run):
@@ -344,3 +372,27 @@ def test_one_model_over_two_datasets(repo, tmp_path):
         pure = clusters[(clusters["model"] == model) & (clusters["share_in_cluster"] > 0.9)]
         assert pure["n"].sum() > 0.7 * 350
     assert (tmp_path / "results/analysis/datasets/datasets.png").stat().st_size > 5000
+
+
+def test_shuffled_labels_give_no_shortcut_lead(demo_run, tmp_path):
+    """No planted structure (every finding shuffled across images): the audit finds nothing to
+    explain, so no shortcut and no subgroup-gap lead is drawn."""
+    from cxratlas.analysis.leads import Study, gap_leads, shortcut_leads
+    from cxratlas.analysis.probes import ProbeSettings
+    from cxratlas.analysis.shortcuts import ShortcutSettings, run_audit
+    from cxratlas.io import read_manifest, write_manifest
+
+    manifest, columns = read_manifest(demo_run / "results/manifest.parquet")
+    rng = np.random.default_rng(0)
+    for finding in columns.findings:
+        manifest[finding] = rng.permutation(manifest[finding].to_numpy())
+    write_manifest(columns.tag(manifest), tmp_path / "shuffled.parquet")
+    models = ["pixels_32", "pixels_64_pca"]
+    emb = {m: str(demo_run / f"results/embeddings/{m}.parquet") for m in models}
+    audit = run_audit(emb, str(tmp_path / "shuffled.parquet"), None,
+                      ProbeSettings(bootstrap=200), ShortcutSettings())  # fmt: skip
+    reduced = {m: pd.read_parquet(demo_run / f"results/reduce/{m}/reduced.parquet") for m in models}
+    study = Study(models, audit.confounding, audit.gaps, audit.subgroups, {}, {}, reduced,
+                  manifest.set_index("image_id"))  # fmt: skip
+    assert (audit.confounding["status"] == "scored").any()  # the findings were audited
+    assert shortcut_leads(study) == [] and gap_leads(study) == []

@@ -1,10 +1,11 @@
 """What each cluster (and the top outlier region) of a model is made of.
 
-Per group: size; per finding and per common value of each user attribute (site, source, race:
-`keep_columns`), prevalence inside vs outside, odds ratio (Haldane-Anscombe +0.5) and Fisher's
-exact p-value, Benjamini-Hochberg-adjusted over every test of the model; the dominant dataset,
-view, manufacturer, sex, age band and attribute values with their shares. Contact sheets show k
-seeded sample thumbnails per group, so subgroup work starts from images, not numbers.
+Per group: size; per finding and per common value of each subgroup column (view, vendor,
+dataset, sex, age band, year, and the user's attributes: site, source, race), prevalence inside
+vs outside, odds ratio (Haldane-Anscombe +0.5) and Fisher's exact p-value, Benjamini-Hochberg-
+adjusted over every test of the model; the dominant dataset, view, manufacturer, sex, age band
+and attribute values with their shares. Contact sheets show k seeded sample thumbnails per
+group, so subgroup work starts from images, not numbers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from cxratlas.analysis.naming import cluster_names
-from cxratlas.subgroups import BUILT_IN, age_band
+from cxratlas.subgroups import BUILT_IN, age_band, subgroup_frame
 
 
 def model_groups(reduced: pd.DataFrame, outlier_quantile: float = 0.95) -> dict[str, np.ndarray]:
@@ -177,7 +178,10 @@ def cluster_report(
     manifest = manifest.set_index("image_id").reindex(reduced["image_id"]).reset_index(drop=True)
     groups = model_groups(reduced, outlier_quantile)
     findings = [c for c in columns.findings if c in manifest.columns]
-    indicators = attribute_indicators(manifest, columns.attributes)
+    # every subgroup column (view, vendor, dataset, sex, age band, year, the user's attributes)
+    # is tested, so a cluster made of one view or one scanner shows like one made of one site
+    subgroups = subgroup_frame(manifest, columns.attributes)
+    indicators = attribute_indicators(subgroups, tuple(subgroups.columns))
     table = enrichment(groups, manifest[findings], indicators)
     described = describe_groups(groups, manifest, columns.attributes)
     names = cluster_names(groups, manifest, table, columns.attributes)

@@ -162,7 +162,8 @@ def cluster_finding_leads(s: Study) -> list[Lead]:
             name = s.names[m].get(r.group, r.group)
             out.append(Lead(
                 "cluster_finding", m, f"{r.finding} gathers in {m} cluster {name!r}",
-                f"{r.prevalence_in:.0%} positive inside ({r.positives_in} of {r.size} images) "
+                f"{r.prevalence_in:.0%} positive inside ({r.positives_in} of the "
+                f"{round(r.positives_in / r.prevalence_in)} labelled of its {r.size} images) "
                 f"against {r.prevalence_out:.0%} outside (odds ratio {r.odds_ratio:.1f}, "
                 f"BH-adjusted p {r.p_adjusted:.1e})",
                 f"{m}'s map: click {name!r} in the cluster_label_{m} count plot, then "

@@ -121,22 +121,24 @@ def sample_balance(
     return table
 
 
+def imbalance_line(r, strata: list[str] = ()) -> str:
+    """One imbalanced row of the table, as the console, the report and the summary say it."""
+    limit = f"(|SMD| {abs(r.smd):.3f} > {SMD_LIMIT})"
+    if r.kind == "continuous":
+        return (f"sample imbalance: {r.variable}: mean {r.sample:.1f} in the sample against "
+                f"{r.rest:.1f} in the rows left out {limit}")  # fmt: skip
+    what = "stratum column " if r.variable in strata else ""
+    return (f"sample imbalance: {what}{r.variable}={r.level}: {r.sample:.1%} of the sample "
+            f"against {r.rest:.1%} of the rows left out {limit}")  # fmt: skip
+
+
 def warn_imbalance(table: pd.DataFrame, strata: list[str]) -> list[str]:
-    """The console/report lines for each imbalanced row (strata named as such)."""
+    """The console (and log) line for each imbalanced row, stratum columns named as such."""
     from cxratlas.logs import alert
 
-    lines = []
-    for r in table[table["imbalanced"]].itertuples():
-        what = "stratum column " if r.variable in strata else ""
-        line = (
-            f"sample imbalance: {what}{r.variable}={r.level}: {r.sample:.1%} of the sample "
-            f"against {r.rest:.1%} of the rows left out (|SMD| {abs(r.smd):.2f} > {SMD_LIMIT})"
-        )
-        if r.kind == "continuous":
-            line = (f"sample imbalance: age: mean {r.sample:.1f} in the sample against "
-                    f"{r.rest:.1f} left out (|SMD| {abs(r.smd):.2f} > {SMD_LIMIT})")  # fmt: skip
+    lines = [imbalance_line(r, strata) for r in table[table["imbalanced"]].itertuples()]
+    for line in lines:
         alert(log, "%s", line)
-        lines.append(line)
     return lines
 
 

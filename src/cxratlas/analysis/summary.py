@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxratlas.analysis.leads import TOP_LEADS, Lead, Study, find_leads
+from cxratlas.analysis.representativeness import imbalance_line
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,8 @@ def checks(i: SummaryInputs) -> list[str]:
     out = []
     balance = pd.read_parquet(i.balance)
     for r in balance[balance["imbalanced"]].itertuples():
-        out.append(f"Sample imbalance: {r.variable} = {r.level}: {r.sample:.1%} of the sample "
-                   f"against {r.rest:.1%} of the rows left out (|SMD| {abs(r.smd):.2f} > 0.1); "
-                   "see results/analysis/sample/balance.tsv")  # fmt: skip
+        line = imbalance_line(r)
+        out.append(f"{line[0].upper()}{line[1:]}; see results/analysis/sample/balance.tsv")
     skipped = [("probe", pd.read_parquet(i.probes)),
                ("shortcut audit", pd.read_csv(i.confounding, sep="\t"))]  # fmt: skip
     if i.label_noise:

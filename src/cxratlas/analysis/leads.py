@@ -13,7 +13,8 @@ Kinds, in the order the ranking takes them (`KINDS`):
 3. `cluster_finding`: a cluster where a finding is concentrated (kind finding, p below `ALPHA`,
    odds ratio at least `MIN_ODDS`, `MIN_POSITIVES` positives in it); strength: log2(odds ratio).
 4. `subgroup_gap`: a finding probe that works less well in one subgroup, the two subgroups' CIs
-   apart (`shortcuts/gaps.parquet`, `separated`); strength: the AUROC gap.
+   apart (`shortcuts/gaps.parquet`, `separated`), where the pooled probe's CI is above chance;
+   strength: the AUROC gap.
 5. `outliers`: each model's outlier region (the top `outlier_quantile` of its outlier score);
    strength: how far its mean score sits above the rest (ratio - 1).
 6. `disagreement`: the images the models agree on least (`disagreement/images.parquet`);
@@ -178,7 +179,11 @@ def cluster_finding_leads(s: Study) -> list[Lead]:
 def gap_leads(s: Study) -> list[Lead]:
     out = []
     ci = s.subgroups.set_index(["finding", "model", "attribute", "group"])
-    for r in s.gaps[s.gaps["separated"].astype(bool)].itertuples():
+    # a gap means something only where the finding's pooled probe works (its CI above chance,
+    # as the audit asks before it flags): with shuffled labels, chance gaps would be leads
+    works = s.confounding[s.confounding["pooled_ci_low"] > 0.5][["finding", "model"]]
+    gaps = s.gaps[s.gaps["separated"].astype(bool)].merge(works, on=["finding", "model"])
+    for r in gaps.itertuples():
         best = ci.loc[(r.finding, r.model, r.attribute, r.best_group)]
         worst = ci.loc[(r.finding, r.model, r.attribute, r.worst_group)]
         groups = subgroup_frame(s.manifest, s.attributes)

@@ -65,6 +65,24 @@ def write_frame(df, path: str | os.PathLike, model: str | None = None) -> None:
     write_parquet(table, path)
 
 
+def read_thumbnails(paths: list[str], ids) -> dict[str, bytes | None]:
+    """The thumbnails of `ids` from the thumbnail shard files (`image_id`, `thumbnail`): what a
+    contact sheet or a lead's strip shows. An id without one is absent."""
+    wanted = set(ids)
+    out: dict[str, bytes | None] = {}
+    for path in paths:
+        t = pq.read_table(path, columns=["image_id", ATLAS_IMAGE]).to_pydict()
+        out |= {i: b for i, b in zip(t["image_id"], t[ATLAS_IMAGE], strict=True) if i in wanted}
+    return out
+
+
+def read_cluster_names(groups_path: str | os.PathLike) -> dict[str, str]:
+    """Group ("c3", "noise", "outliers") -> its name, from a cluster report's groups table
+    (`analysis/naming.py` names them): what the atlas, the maps and the summary call a cluster."""
+    groups = pq.read_table(groups_path, columns=["group", "name"]).to_pydict()
+    return dict(zip(groups["group"], groups["name"], strict=True))
+
+
 def write_json(obj: object, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

@@ -171,7 +171,7 @@ def cluster_report(
     model: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame, bytes]:
     """(enrichment table, group descriptions, contact sheet PNG) for one model."""
-    from cxratlas.io import read_manifest
+    from cxratlas.io import read_manifest, read_thumbnails
 
     reduced = pd.read_parquet(reduced_path, columns=["image_id", "cluster", "outlier"])
     manifest, columns = read_manifest(manifest_path)
@@ -186,8 +186,8 @@ def cluster_report(
     described = describe_groups(groups, manifest, columns.attributes)
     names = cluster_names(groups, manifest, table, columns.attributes)
     described.insert(1, "name", described["group"].map(names))
-    thumbs = pd.concat([pd.read_parquet(p) for p in thumbnail_paths]).set_index("image_id")
-    thumbs = thumbs["thumbnail"].reindex(reduced["image_id"]).to_numpy()
+    by_id = read_thumbnails(thumbnail_paths, reduced["image_id"])
+    thumbs = [by_id.get(i) for i in reduced["image_id"]]
     rng = np.random.default_rng(seed)
     picks = {}
     for group, mask in groups.items():

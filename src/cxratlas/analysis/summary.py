@@ -18,6 +18,7 @@ import pandas as pd
 
 from cxratlas.analysis.leads import TOP_LEADS, Lead, Study, find_leads
 from cxratlas.analysis.representativeness import imbalance_line
+from cxratlas.io import read_cluster_names, read_thumbnails
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,12 @@ def load_study(i: SummaryInputs) -> Study:
     from cxratlas.io import read_manifest
 
     manifest, columns = read_manifest(i.manifest)
-    groups = {m: pd.read_parquet(p) for m, p in i.groups.items()}
     return Study(
         models=i.models,
         confounding=pd.read_csv(i.confounding, sep="\t", keep_default_na=True),
         gaps=pd.read_parquet(i.gaps), subgroups=pd.read_parquet(i.subgroups),
         enrichment={m: pd.read_parquet(p) for m, p in i.enrichment.items()},
-        names={m: dict(zip(g["group"], g["name"], strict=True)) for m, g in groups.items()},
+        names={m: read_cluster_names(p) for m, p in i.groups.items()},
         reduced={m: pd.read_parquet(p, columns=["image_id", "cluster", "outlier", "pagerank"])
                  for m, p in i.reduced.items()},
         manifest=manifest.set_index("image_id"),
@@ -115,19 +115,12 @@ def checks(i: SummaryInputs) -> list[str]:
     return out
 
 
-def strip(lead: Lead, thumbnails: pd.Series) -> bytes | None:
+def strip(lead: Lead, thumbnails: dict[str, bytes | None]) -> bytes | None:
     from cxratlas.analysis.enrichment import contact_sheet
 
     pngs = [thumbnails.get(x) for x in lead.images]
     pngs = [p for p in pngs if p is not None]
     return contact_sheet({"": pngs}, thumb=80) if pngs else None
-
-
-def _thumbnails(paths: list[str], wanted: set[str]) -> pd.Series:
-    frames = [pd.read_parquet(p, columns=["image_id", "thumbnail"]) for p in paths]
-    table = pd.concat(frames) if frames else pd.DataFrame(columns=["image_id", "thumbnail"])
-    table = table[table["image_id"].isin(wanted)]
-    return table.set_index("image_id")["thumbnail"]
 
 
 @dataclass
@@ -142,8 +135,8 @@ class Summary:
 def build_summary(i: SummaryInputs) -> Summary:
     s = load_study(i)
     leads = find_leads(s)
-    wanted = {x for lead in leads[:TOP_LEADS] for x in lead.images}
-    thumbs = _thumbnails(i.thumbnails, wanted)
+    wanted = list(dict.fromkeys(x for lead in leads[:TOP_LEADS] for x in lead.images))
+    thumbs = read_thumbnails(i.thumbnails, wanted)
     return Summary([model_paragraph(m, i, s) for m in i.models], leads,
                    [strip(x, thumbs) for x in leads[:TOP_LEADS]], checks(i), i.maps)  # fmt: skip
 

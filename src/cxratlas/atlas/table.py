@@ -28,6 +28,7 @@ from cxratlas.io import (
     AtlasModelColumns,
     atlas_view_files,
     pair_agreement_column,
+    read_cluster_names,
     read_manifest,
     write_json,
     write_parquet,
@@ -94,7 +95,7 @@ def build_atlas(
     cols |= _findings(meta, [c for c in columns.findings if c in meta.columns])
     summary: dict[str, Any] = {"rows": len(ids), "dropped": len(sample) - len(ids), "models": {}}
     pos = pd.Series(np.arange(len(ids)), index=ids)
-    named = {m: _names(names.get(m) if names else None) for m in tables}
+    named = {m: read_cluster_names(names[m]) if names else {} for m in tables}
     for m, t in tables.items():
         model_cols, summary["models"][m] = _model_columns(AtlasModelColumns(m), t, pos, named[m])
         cols |= model_cols
@@ -178,13 +179,6 @@ def _findings(meta: pd.DataFrame, labels: list[str]) -> dict[str, pa.Array]:
     if labels:
         cols[ATLAS_FINDINGS] = pa.array(findings, pa.list_(pa.string()))
     return cols
-
-
-def _names(groups_path: str | None) -> dict[str, str]:
-    if groups_path is None:
-        return {}
-    groups = pd.read_parquet(groups_path, columns=["group", "name"])
-    return dict(zip(groups["group"], groups["name"], strict=True))
 
 
 def _write_view(atlas_dir: Path, model: str, cols: dict, attributes, names: dict) -> None:

@@ -2,10 +2,9 @@
 
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
-from cxratlas.io import atomic_path
+from cxratlas.io import write_tsv
 from cxratlas.logs import setup_logging
 from cxratlas.reduce.stability import drift_table
 
 setup_logging(snakemake.log[0])
-with atomic_path(snakemake.output.table) as tmp:
-    drift_table(list(snakemake.input.drift)).to_csv(tmp, sep="\t", index=False)
+write_tsv(drift_table(list(snakemake.input.drift)), snakemake.output.table)

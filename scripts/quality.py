@@ -3,12 +3,11 @@
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
 from cxratlas.analysis.quality import quality_plot, skipped_images
-from cxratlas.io import atomic_path, write_frame
+from cxratlas.io import write_frame, write_tsv
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 table, summary = skipped_images(snakemake.input.dropped, list(snakemake.input.reports))
 write_frame(table, snakemake.output.table)
-with atomic_path(snakemake.output.summary) as tmp:
-    summary.to_csv(tmp, sep="\t", index=False)
+write_tsv(summary, snakemake.output.summary)
 quality_plot(table, summary, snakemake.output.figure)

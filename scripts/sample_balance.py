@@ -4,7 +4,7 @@ import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 import pandas as pd
 
 from cxratlas.analysis.representativeness import love_plot, sample_balance, warn_imbalance
-from cxratlas.io import read_manifest, write_frame
+from cxratlas.io import read_manifest, write_frame, write_tsv
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -14,5 +14,5 @@ table = sample_balance(manifest.set_index("image_id"), pd.Index(sample["image_id
                        columns.findings, columns.attributes)  # fmt: skip
 warn_imbalance(table, list(snakemake.params.strata))
 write_frame(table, snakemake.output.table)
-table.to_csv(snakemake.output.tsv, sep="\t", index=False, float_format="%.3f")
+write_tsv(table, snakemake.output.tsv, float_format="%.3f")
 love_plot(table, snakemake.output.figure)

@@ -55,6 +55,18 @@ def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
+def write_tsv(df, path: str | os.PathLike, **to_csv_kwargs) -> None:
+    """Write a pandas DataFrame as a tab-separated table (no index) atomically."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, **to_csv_kwargs)
+
+
+def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
+    """Save a matplotlib figure atomically, in the format its suffix names."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix[1:], **savefig_kwargs)
+
+
 def write_frame(df, path: str | os.PathLike, model: str | None = None) -> None:
     """Write a pandas DataFrame (nullable dtypes kept, no index) atomically; a per-model table
     names its `model` in the footer, for `by_model`."""

@@ -14,6 +14,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from cxratlas.io import save_figure
 from cxratlas.logs import alert
 
 log = logging.getLogger(__name__)
@@ -97,5 +98,5 @@ def stability_plot(table: pd.DataFrame, verdict: str, out_path: str) -> None:
     axes[2].set_ylim(0, 1.05)
     fig.suptitle(verdict, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
+    save_figure(fig, out_path, dpi=120)
     plt.close(fig)

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from cxratlas.io import save_figure
+
 
 def same_dataset_fraction(neighbours: np.ndarray, dataset: np.ndarray) -> np.ndarray:
     """Per point, the share of its neighbours (self and missing (-1) left out) in its dataset."""
@@ -104,5 +106,5 @@ def dataset_plot(clusters: pd.DataFrame, mixing: pd.DataFrame, out_path: str) ->
         ax.set_xlabel("images")
     axes[0, 0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
+    save_figure(fig, out_path, dpi=120)
     plt.close(fig)

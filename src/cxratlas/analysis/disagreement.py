@@ -18,7 +18,13 @@ import pyarrow.parquet as pq
 
 from cxratlas.analysis.compare import linear_cka
 from cxratlas.analysis.enrichment import contact_sheet
-from cxratlas.io import ATLAS_AGREEMENT, ATLAS_IMAGE, AtlasModelColumns, pair_agreement_column
+from cxratlas.io import (
+    ATLAS_AGREEMENT,
+    ATLAS_IMAGE,
+    AtlasModelColumns,
+    pair_agreement_column,
+    save_figure,
+)
 from cxratlas.reduce.knn import l2_normalise, search_blocks
 from cxratlas.reduce.neighbours import knn_jaccard
 
@@ -107,5 +113,5 @@ def curve_plot(curve: pd.DataFrame, out_path: str) -> None:
         ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
+    save_figure(fig, out_path, dpi=120)
     plt.close(fig)

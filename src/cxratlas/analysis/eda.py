@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cxratlas.io import save_figure
+
 LABEL_NAMES = {1: "positive", 0: "negative", -1: "uncertain"}
 AGE_BINS = list(range(0, 101, 10)) + [200]
 
@@ -95,5 +97,5 @@ def eda_figure(table: pd.DataFrame, out_path: str) -> None:
     total = int(table.loc[table["section"] == "images", "count"].sum())
     fig.suptitle(f"Manifest: {total:,} images")
     fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
+    save_figure(fig, out_path, dpi=110)
     plt.close(fig)

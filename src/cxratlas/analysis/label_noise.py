@@ -24,6 +24,7 @@ from cxratlas.analysis.probes import (
     probe_auroc,
     too_few,
 )
+from cxratlas.io import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def label_noise_plot(table: pd.DataFrame, out_path: str, why: str = "") -> None:
         fig, ax = plt.subplots(figsize=(13, 2.0))
         ax.axis("off")
         ax.text(0.5, 0.5, f"Label-noise step skipped:\n{why}", ha="center", va="center")
-        fig.savefig(out_path, dpi=110)
+        save_figure(fig, out_path, dpi=110)
         plt.close(fig)
         return
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -171,5 +172,5 @@ def label_noise_plot(table: pd.DataFrame, out_path: str, why: str = "") -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Label-noise sensitivity: {why}")
     fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
+    save_figure(fig, out_path, dpi=110)
     plt.close(fig)

@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from cxratlas.io import save_figure
+
 
 def probe_plot(table: pd.DataFrame, out_path: str) -> None:
     """One panel row: per finding, each model's AUROC as a point with its 95% CI; findings
@@ -38,7 +40,7 @@ def probe_plot(table: pd.DataFrame, out_path: str) -> None:
     if models:
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout(rect=(0, 0.06 if len(skipped) else 0, 1, 1))
-    fig.savefig(out_path, dpi=120)
+    save_figure(fig, out_path, dpi=120)
     plt.close(fig)
 
 
@@ -59,5 +61,5 @@ def agreement_heatmaps(pairs: pd.DataFrame, models: list[str], out_path: str) ->
                 ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", color="w", fontsize=7)
         ax.set_title(title)
     fig.colorbar(im, ax=axes, shrink=0.8)
-    fig.savefig(out_path, dpi=120, bbox_inches="tight")
+    save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)

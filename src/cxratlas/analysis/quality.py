@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cxratlas.io import ShardReport
+from cxratlas.io import ShardReport, save_figure
 
 # reason text (lower case) -> class, first match wins (messages of imaging, dicom, precomputed)
 REASONS = (
@@ -86,5 +86,5 @@ def quality_plot(table: pd.DataFrame, summary: pd.DataFrame, out_path: str) -> N
     else:
         ax.set_title("every image was read")
     fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
+    save_figure(fig, out_path, dpi=120)
     plt.close(fig)

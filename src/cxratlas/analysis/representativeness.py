@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from cxratlas.analysis.probes import finding_labels
+from cxratlas.io import save_figure
 from cxratlas.subgroups import subgroup_frame
 
 log = logging.getLogger(__name__)
@@ -163,5 +164,5 @@ def love_plot(table: pd.DataFrame, out_path: str, title: str = "") -> None:
         ax.set_xlim(0, max(0.3, float(rows["smd"].abs().clip(upper=1.0).max()) * 1.1))
         ax.set_xlabel("|standardised mean difference|, sample vs rows left out")
     ax.set_title(title or "Does the sample represent the archive? (red: |SMD| > 0.1)", fontsize=9)
-    fig.savefig(out_path, dpi=120, bbox_inches="tight")
+    save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)

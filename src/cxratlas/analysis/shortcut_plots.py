@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cxratlas.analysis.plots import plt
+from cxratlas.io import save_figure
 
 
 def _empty(ax, text: str) -> None:
@@ -41,7 +42,7 @@ def attribute_heatmap(table: pd.DataFrame, out_path: str) -> None:
         M = sub.pivot(index="model", columns="attribute", values="value")
         fig.colorbar(_heatmap(ax, M, ".2f", 0.5, 1.0), ax=ax, shrink=0.8, label="AUROC")
         ax.set_title("What the embeddings encode besides disease", fontsize=10)
-    fig.savefig(out_path, dpi=120, bbox_inches="tight")
+    save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -62,7 +63,7 @@ def gap_heatmap(gaps: pd.DataFrame, out_path: str) -> None:
         fig.colorbar(_heatmap(ax, M, ".2f", 0.0, 0.3, marks), ax=ax, shrink=0.8,
                      label="AUROC gap (best - worst subgroup)")  # fmt: skip
         ax.set_title("Subgroup gaps (* CIs separate)", fontsize=10)
-    fig.savefig(out_path, dpi=120, bbox_inches="tight")
+    save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -72,7 +73,7 @@ def confounding_plot(table: pd.DataFrame, out_path: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 1.4 + 0.42 * max(len(table), 1)))
     if table.empty:
         _empty(ax, "no finding had enough positives and negatives (analysis.probes.min_positives)")
-        fig.savefig(out_path, dpi=120, bbox_inches="tight")
+        save_figure(fig, out_path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         return
     y = np.arange(len(table))[::-1]
@@ -94,5 +95,5 @@ def confounding_plot(table: pd.DataFrame, out_path: str) -> None:
     ax.set_xlabel("AUROC (out-of-fold)")
     ax.set_title("Is it the disease or the site? (! possible shortcut)", fontsize=10)
     ax.legend(fontsize=8, loc="lower left")
-    fig.savefig(out_path, dpi=120, bbox_inches="tight")
+    save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)

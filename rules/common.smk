@@ -12,6 +12,7 @@ import _bootstrap  # noqa: E402, F401
 from snakemake.exceptions import WorkflowError  # noqa: E402
 from snakemake.logging import logger  # noqa: E402
 
+from cxratlas.config import sort_model_entries  # noqa: E402
 from cxratlas.embed.models import needs_fit, reads_images, sample_columns  # noqa: E402
 from cxratlas.embed.reuse import planned_embeddings  # noqa: E402
 from cxratlas.ingest.datasets import dataset_specs  # noqa: E402
@@ -30,6 +31,7 @@ from cxratlas.analysis.leads import top_leads_text  # noqa: E402
 from cxratlas.io import atlas_view_files  # noqa: E402
 from cxratlas.reduce.backend import job_backend  # noqa: E402
 
+sort_model_entries(config)  # key order is not a change: no shard reruns for it
 MODELS = list(config["models"])
 DEMO_DIR = "resources/demo"
 SAMPLE = (
@@ -129,6 +131,19 @@ def dataset_files():
 
 def model_entry(wildcards):
     return config["models"][wildcards.model]
+
+
+def group_keeps_going(wildcards):
+    """No input: makes a group job's Snakemake keep going past a failed shard.
+
+    profiles/slurm packs several shards into one Slurm job (a job group); on the node one
+    Snakemake runs them one after another, started without --keep-going, so a failed shard would
+    stop the shards after it and the next run would plan them again with it. Its settings exist
+    only once the DAG is built, which is when input functions run, before any job starts.
+    """
+    if workflow.remote_exec and workflow.execution_settings is not None:
+        workflow.execution_settings.keep_going = True
+    return {}
 
 
 def model_state(wildcards):

@@ -92,3 +92,17 @@ def test_settings_objects_default_to_the_default_config():
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     assert ReduceSettings.from_config(cfg["reduce"]) == ReduceSettings()
     assert ExtractSettings.from_config(cfg["extract"]) == ExtractSettings()
+
+
+def test_a_model_entry_in_another_key_order_is_the_same_params():
+    """Snakemake records a param's repr: a reordered entry must not rerun a model's shards."""
+    from cxratlas.config import sort_model_entries
+
+    a = {"models": {"b_model": {"kind": "pixels", "image_size": 16, "hub": {"x": 1, "a": 2}},
+                    "a_model": {"kind": "pixels", "image_size": 8}}}  # fmt: skip
+    b = {"models": {"b_model": {"hub": {"a": 2, "x": 1}, "image_size": 16, "kind": "pixels"},
+                    "a_model": {"image_size": 8, "kind": "pixels"}}}  # fmt: skip
+    sort_model_entries(a)
+    sort_model_entries(b)
+    assert repr(a) == repr(b)
+    assert list(a["models"]) == ["b_model", "a_model"]  # the models keep the user's order

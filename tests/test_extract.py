@@ -218,3 +218,10 @@ def test_earlier_vectors_are_reused_bit_for_bit_whatever_shard_the_image_is_in(
     other = ShardFiles(str(tmp_path / "d.parquet"), str(tmp_path / "d.json"), earlier=merged)
     rep = extract_shard(later, 3, "px", entry | {"batch_size": 8}, other, settings)
     assert (rep.reused, rep.embedded) == (0, 16)
+    # a shard whose files are all gone (a node without the mount): the plan counts them as to
+    # embed, and does not fail on the empty list of ids it can look up
+    from cxratlas.embed.reuse import planned_embeddings
+
+    gone = later.assign(path=[f"/nowhere/{i}.png" for i in later.image_id])
+    assert planned_embeddings(gone, merged, entry, None, storage) == 16
+    assert planned_embeddings(later, merged, entry, None, storage) == 7

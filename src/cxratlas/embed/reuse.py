@@ -78,7 +78,9 @@ def earlier_vectors(
     ):
         return Earlier.none()
     wanted = {i: k for i, k in zip(ids, keys, strict=True) if k}
-    table = pq.read_table(path, filters=pc.field("image_id").isin(pa.array(list(wanted))))
+    table = pq.read_table(
+        path, filters=pc.field("image_id").isin(pa.array(list(wanted), pa.string()))
+    )
     found = table.column("image_id").to_pylist()
     sources = table.column(SOURCE_COLUMN).to_pylist()
     same = [j for j, (i, s) in enumerate(zip(found, sources, strict=True)) if wanted[i] == s]

@@ -39,6 +39,7 @@ rule fit_model:
 
 rule embed_shard:
     input:
+        unpack(group_keeps_going),
         unpack(model_state),
         unpack(decoded_shard),
     output:

@@ -1,9 +1,10 @@
-# One command each: `make demo` sets everything up and runs the demo; `make test` runs the tests.
+# One command each: `make demo` sets everything up and runs the demo; `make test` runs the tests
+# (what CI runs); `make test-fast` runs the unit tests and one small end-to-end run (< 5 min).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-fast lint clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +25,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not workflow or smoke"
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -64,6 +64,7 @@ def demo_run(repo, tmp_path_factory):
     return workdir
 
 
+@pytest.mark.smoke  # make test-fast: the one end-to-end run
 def test_every_model_shard_ran_and_reported(demo_run):
     for model in ("pixels_32", "pixels_64_pca"):
         for shard in range(3):
@@ -77,6 +78,7 @@ def test_every_model_shard_ran_and_reported(demo_run):
     assert not (demo_run / "results/models/pixels_32").exists()  # no fit step without PCA
 
 
+@pytest.mark.smoke  # make test-fast: the one end-to-end run
 def test_atlas_tracks_planted_truth(demo_run):
     atlas = pq.read_table(demo_run / "results/atlas/atlas.parquet").to_pandas()
     truth = pd.read_csv(demo_run / "resources/demo/manifest.csv", keep_default_na=False)
@@ -102,6 +104,7 @@ def test_atlas_tracks_planted_truth(demo_run):
     assert {"cardiomegaly", "pleural_effusion", "support_devices", "findings"} <= set(atlas)
 
 
+@pytest.mark.smoke  # make test-fast: the one end-to-end run
 def test_reduce_summaries_report_recall_trust_and_memory(demo_run):
     for model in ("pixels_32", "pixels_64_pca"):
         summary = json.loads((demo_run / f"results/reduce/{model}/summary.json").read_text())
@@ -113,6 +116,7 @@ def test_reduce_summaries_report_recall_trust_and_memory(demo_run):
         assert mem["peak_above_start_mib"] > 0 and mem["peak_over_matrix"] > 0
 
 
+@pytest.mark.smoke  # make test-fast: the one end-to-end run
 def test_second_run_has_nothing_to_do(repo, demo_run):
     out = snakemake(repo, demo_run, "-n").stdout
     assert "Nothing to be done" in out
@@ -192,6 +196,7 @@ def test_lint_clean(repo):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.smoke  # make test-fast: the one end-to-end run
 def test_analyses_track_the_planted_truth(demo_run):
     """Probes on planted findings beat chance widely, clusters and the outlier group gather
     planted structure, and the contact sheets exist."""
@@ -295,6 +300,7 @@ def test_html_report_holds_the_analyses_with_captions(repo, demo_run):
         assert text in html, text
 
 
+@pytest.mark.smoke  # make test-fast: the one end-to-end run
 def test_the_summary_leads_with_the_planted_truth(demo_run):
     """The demo plants a pneumonia-manufacturer shortcut, inverted/rotated/cropped outliers and
     lateral films: each is among the top leads, with its images, and the summary comes first

@@ -10,9 +10,10 @@ Rows (each a named measurement against a named baseline run in the same process)
    (`embed.gpu_decode`), per batch of 64, against each architecture's inference per batch;
 3. torch exact kNN (`reduce.torch_knn`) at 1M x 768 (float32, L2-normalised, clustered):
    seconds, and recall@15 of 1,000 queries against exact search on the CPU;
-4. the reduce step end to end at 50k x 768: cuML where importable, else the torch kNN graph on
-   the GPU with the CPU layout (umap-learn, HDBSCAN), against the CPU backend on the same
-   matrix: seconds and trustworthiness.
+4. the reduce step end to end at 50k x 768 with `reduce.backend: gpu`: cuML where importable,
+   else torch alone (torch kNN, PCA and UMAP layout on the GPU, HDBSCAN on the CPU), against the
+   CPU backend on the same matrix: seconds and trustworthiness;
+5. the torch UMAP layout at 1M on row 3's graph: seconds and trustworthiness.
 Needs torch with CUDA; FAISS, RAPIDS and umap-learn are optional (rows say what was used).
 """
 
@@ -93,26 +94,33 @@ def decode(device: str, smoke: bool, per_batch: dict[str, float], tmp: Path) -> 
         row("2 read vs inference", f"{model} inference per batch of 64", f"{secs:.3f} s")
 
 
-def knn(device: str, smoke: bool) -> None:
+def knn(device: str, smoke: bool):
+    """Row 3; returns the matrix and its graph for row 5."""
     from cxratlas.reduce.torch_knn import torch_exact_knn
 
     n = 20_000 if smoke else 1_000_000
     X = clustered(n, 768)
     t0 = time.perf_counter()
-    _, idx = torch_exact_knn(X, X, 15, gpu=device == "cuda")
+    sims, idx = torch_exact_knn(X, X, 15, gpu=device == "cuda")
     secs = time.perf_counter() - t0
     q = np.random.default_rng(1).choice(n, 1000, replace=False)
     _, ref = torch_exact_knn(X[q], X, 15, gpu=False)  # exact float32 on the CPU
     recall = np.mean([len(set(a) & set(b)) / 15 for a, b in zip(idx[q], ref, strict=True)])
     row("3 torch exact kNN", f"{n} x 768, k 15, on {device}", f"{secs:.1f} s, recall {recall:.4f}")
+    from cxratlas.reduce.neighbours import self_first
+
+    dist = np.clip(1.0 - sims, 0.0, 2.0)
+    self_first(idx, dist)
+    return X, idx, dist
 
 
 def reduce_step(device: str, smoke: bool) -> None:
+    """Row 4: the GPU backend `reduce.backend: gpu` resolves to here (cuML, else torch alone)
+    against the CPU backend on the same matrix."""
     from cxratlas.reduce import ReduceSettings, reduce_embeddings
-    from cxratlas.reduce.cpu import CPUBackend
     from cxratlas.reduce.knn import KnnSettings
     from cxratlas.reduce.pipeline import trustworthiness_sample
-    from cxratlas.reduce.tuning import TunedSearch
+    from cxratlas.reduce.torch_backend import TorchBackend
 
     n = 5000 if smoke else 50_000
     X = clustered(n, 768, seed=2)
@@ -122,25 +130,33 @@ def reduce_step(device: str, smoke: bool) -> None:
     cpu_s = time.perf_counter() - t0
     t_cpu = trustworthiness_sample(X, cpu.xy, 15, 2000)
     row("4 reduce end to end", f"CPU backend, {n} x 768", f"{cpu_s:.1f} s, trust {t_cpu:.4f}")
-    try:
-        from cxratlas.reduce.gpu import gpu_available
-
-        use_cuml = device == "cuda" and gpu_available()[0]
-    except ImportError:
-        use_cuml = False
+    seeded = s.but(seed=42)  # the torch layout is reproducible at no cost: seed it
     t0 = time.perf_counter()
-    if use_cuml:
-        xy = reduce_embeddings(X.copy(), s.but(backend="gpu")).xy
-        what = "cuML (GPU backend)"
-    else:  # torch kNN graph on the GPU, the CPU layout on it
-        idx, dist, *_ = TunedSearch(X, X, 15, s.knn, device == "cuda", 0).graph()
-        xy = CPUBackend().umap(X, idx, dist, 2, s.layout)
-        CPUBackend().hdbscan(xy, s.min_cluster_size, None)
-        what = f"torch kNN on {device} + CPU UMAP/HDBSCAN"
+    if device == "cuda":
+        out = reduce_embeddings(X.copy(), seeded.but(backend="gpu"))
+    else:  # --smoke: the torch backend on the CPU build
+        out = reduce_embeddings(X.copy(), seeded, backend=TorchBackend("cpu"))
     secs = time.perf_counter() - t0
-    t = trustworthiness_sample(X, xy, 15, 2000)
+    t = trustworthiness_sample(X, out.xy, 15, 2000)
+    what = f"GPU backend ({out.quality['engine']}) on {device}"
     row("4 reduce end to end", f"{what}, {n} x 768", f"{secs:.1f} s ({cpu_s / secs:.2f}x CPU), "
         f"trust {t:.4f} ({t - t_cpu:+.4f})")  # fmt: skip
+
+
+def layout_1m(device: str, X: np.ndarray, idx: np.ndarray, dist: np.ndarray) -> None:
+    """Row 5: the torch UMAP layout on row 3's graph (fuzzy graph on the CPU, 100 epochs from
+    PCA on the device, as `reduce` lays out a large matrix), against nothing: no CPU baseline
+    fits this check's 8 minutes (umap-learn took 425 s at 1M on 2 cores, README)."""
+    from cxratlas.reduce.pipeline import trustworthiness_sample
+    from cxratlas.reduce.settings import LARGE_EPOCHS, UmapSettings
+    from cxratlas.reduce.torch_umap import umap_layout
+
+    t0 = time.perf_counter()
+    xy = umap_layout(X, idx, dist, 2, UmapSettings(n_epochs=LARGE_EPOCHS, init="pca"), device)
+    secs = time.perf_counter() - t0
+    t = trustworthiness_sample(X, xy, 15, 2000)
+    row("5 torch UMAP layout", f"{len(X)} points, {LARGE_EPOCHS} epochs, on {device}",
+        f"{secs:.1f} s, trust {t:.4f}")  # fmt: skip
 
 
 def main() -> int:
@@ -160,8 +176,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         per_batch = seed_models(device, args.smoke)
         decode(device, args.smoke, per_batch, Path(tmp))
-        knn(device, args.smoke)
+        X, idx, dist = knn(device, args.smoke)
         reduce_step(device, args.smoke)
+        layout_1m(device, X, idx, dist)
     buf = io.StringIO()
     buf.write("\n| check | measurement | value |\n|---|---|---|\n")
     for check, what, value in ROWS:

@@ -16,7 +16,12 @@ def test_gpu_check_smoke_prints_its_table():
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = proc.stdout.split("| check | measurement | value |")[1]
-    for check in ("2 read vs inference", "3 torch exact kNN", "4 reduce end to end"):
+    for check in (
+        "2 read vs inference",
+        "3 torch exact kNN",
+        "4 reduce end to end",
+        "5 torch UMAP layout",
+    ):
         assert f"| {check} |" in table, check
     import re
 

@@ -162,3 +162,14 @@ def test_backend_choice_and_the_cpu_path_never_imports_rapids():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_gpu_without_rapids_takes_the_torch_backend_and_auto_stays_on_the_cpu(monkeypatch):
+    from cxratlas.reduce import gpu
+    from cxratlas.reduce.backend import select_backend
+
+    monkeypatch.setattr(gpu, "_torch_cuda", lambda: True)  # a GPU node with torch, no cuML
+    assert gpu.gpu_engine()[0] == "torch"
+    chosen = select_backend("gpu")
+    assert (chosen.engine, chosen.device, chosen.gpu) == ("torch", "cuda", True)
+    assert select_backend("auto").engine == "umap-learn"  # never the torch layout unasked

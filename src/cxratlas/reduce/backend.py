@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 class ReduceBackend(Protocol):
     """What the reduce pipeline calls; the kNN graph is built before and handed in."""
 
-    name: str
-    gpu: bool
+    name: str  # the reduce.backend it serves
+    engine: str  # the libraries that do the work
+    gpu: bool  # the kNN graph is searched on a GPU
 
     def pca(self, X: np.ndarray, n_components: int, seed: int, fit_max: int = ...): ...
 
@@ -45,7 +46,7 @@ BACKENDS = {
     ),
     "gpu": BackendInfo(
         "gpu", "envs/gpu.yaml", True, "FAISS-GPU: exact, IVF past exact_max; else torch exact"
-    ),
+    ),  # cuML's PCA, UMAP and HDBSCAN; without RAPIDS: torch PCA and UMAP, CPU HDBSCAN
 }
 CHOICES = ("auto", *BACKENDS)
 
@@ -60,21 +61,30 @@ def job_backend(name: str) -> BackendInfo:
 
 
 def select_backend(name: str = "auto") -> ReduceBackend:
-    """The backend object at run time; `auto` takes the GPU when cuML and FAISS-GPU see a
-    device in this job's environment (the main venv on a GPU node), else the CPU."""
+    """The backend object at run time. `gpu`: cuML where it is installed, else torch alone
+    (torch_backend.py) where torch sees a device. `auto`: cuML when it and FAISS-GPU or torch
+    see a device in this job's environment (the main venv on a GPU node), else the CPU; it never
+    swaps umap-learn's map for the torch layout unasked."""
     job_backend(name)  # refuses unknown names
     if name == "cpu":
-        from cxratlas.reduce.cpu import CPUBackend
+        return _cpu()
+    from cxratlas.reduce.gpu import GPUBackend, gpu_engine
 
-        return CPUBackend()
-    from cxratlas.reduce.gpu import GPUBackend, gpu_available
-
+    engine, why = gpu_engine()
     if name == "gpu":
-        return GPUBackend()
-    ok, why = gpu_available()
-    log.info("reduce.backend auto: %s", "gpu" if ok else f"cpu ({why})")
-    if ok:
-        return GPUBackend()
+        if engine is None:
+            raise RuntimeError(f"reduce.backend is 'gpu' but {why}")
+        log.info("reduce.backend gpu: %s (%s)", engine, why)
+        if engine == "cuml":
+            return GPUBackend()
+        from cxratlas.reduce.torch_backend import TorchBackend
+
+        return TorchBackend("cuda")
+    log.info("reduce.backend auto: %s", "gpu" if engine == "cuml" else f"cpu ({why})")
+    return GPUBackend() if engine == "cuml" else _cpu()
+
+
+def _cpu() -> ReduceBackend:
     from cxratlas.reduce.cpu import CPUBackend
 
     return CPUBackend()

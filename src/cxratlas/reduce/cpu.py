@@ -12,6 +12,7 @@ from cxratlas.reduce.settings import UmapSettings
 
 class CPUBackend:
     name = "cpu"
+    engine = "umap-learn"
     gpu = False
 
     def pca(self, X: np.ndarray, n_components: int, seed: int, fit_max: int = 25_000):

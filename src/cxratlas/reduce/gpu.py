@@ -1,8 +1,9 @@
-"""The GPU backend: cuML PCA, cuML UMAP on the FAISS graph, cuML HDBSCAN (RAPIDS).
+"""The GPU backend with RAPIDS: cuML PCA, cuML UMAP on the FAISS graph, cuML HDBSCAN.
 
 Imported only when the GPU backend is chosen, so the CPU path never needs RAPIDS. The kNN graph
 itself comes from FAISS on the GPU (knn.py, gpu=True), or from torch where FAISS has no GPU
 build (torch_knn.py), and is handed to cuML as `precomputed_knn`, so UMAP does not search again.
+`gpu_engine` says which GPU engine a job can run: this one first, else torch_backend.py.
 """
 
 from __future__ import annotations
@@ -13,34 +14,42 @@ from cxratlas.reduce.projection import fit_and_project
 from cxratlas.reduce.settings import UmapSettings
 
 
-def gpu_available() -> tuple[bool, str]:
-    """Whether cuML and a FAISS build with GPUs are importable and see a device, and why not."""
+def gpu_engine() -> tuple[str | None, str]:
+    """The GPU engine this job's environment can run, and why: `cuml` (RAPIDS; FAISS-GPU or
+    torch for the graph), `torch` (torch alone: torch_backend.py), or None."""
+    cuda = _torch_cuda()
     try:
         import cuml  # noqa: F401
     except ImportError as exc:
-        return False, f"cuML is not installed ({exc}); use envs/gpu.yaml"
+        if cuda:
+            return "torch", f"cuML is not installed ({exc}): torch PCA and UMAP on the GPU"
+        return None, f"cuML is not installed ({exc}) and torch sees no CUDA device"
     from cxratlas.reduce.knn import faiss_gpu
 
     if faiss_gpu():
-        return True, "cuML and FAISS-GPU see a device"
-    try:  # the kNN graph then comes from torch (torch_knn.py)
-        import torch
+        return "cuml", "cuML and FAISS-GPU see a device"
+    if cuda:  # the kNN graph then comes from torch (torch_knn.py)
+        return "cuml", "cuML and torch see a device (kNN: torch exact, no FAISS-GPU)"
+    return None, "neither FAISS-GPU nor torch sees a GPU"
 
-        if torch.cuda.is_available():
-            return True, "cuML and torch see a device (kNN: torch exact, no FAISS-GPU)"
+
+def _torch_cuda() -> bool:
+    try:
+        import torch
     except ImportError:
-        pass
-    return False, "neither FAISS-GPU nor torch sees a GPU"
+        return False
+    return torch.cuda.is_available()
 
 
 class GPUBackend:
     name = "gpu"
+    engine = "cuml"
     gpu = True
 
     def __init__(self) -> None:
-        ok, why = gpu_available()
-        if not ok:
-            raise RuntimeError(f"reduce.backend is 'gpu' but {why}")
+        engine, why = gpu_engine()
+        if engine != "cuml":
+            raise RuntimeError(f"the cuML backend needs RAPIDS and a device, but {why}")
 
     def pca(self, X: np.ndarray, n_components: int, seed: int, fit_max: int = 1_000_000):
         from cuml.decomposition import PCA

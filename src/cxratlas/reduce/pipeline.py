@@ -74,6 +74,7 @@ class _Steps:
         self.timings: dict[str, float] = {}
         self.quality: dict[str, Any] = {
             "backend": backend.name,
+            "engine": backend.engine,
             "n": int(X.shape[0]),
             "dim": int(X.shape[1]),
         }
@@ -90,6 +91,7 @@ def reduce_embeddings(
     settings: ReduceSettings | None = None,
     inplace: bool = False,
     update: MapUpdate | None = None,
+    backend: ReduceBackend | None = None,
 ) -> ReduceResult:
     """Reduce one model's embeddings.
 
@@ -98,11 +100,13 @@ def reduce_embeddings(
     graph and the trustworthiness sample, so the matrix's memory is freed before UMAP's).
     `update` lays the new map onto the last one (`reduce.stability`): aligned, or extended
     without recomputing it; trustworthiness is measured on the map it returns.
+    `backend`: a backend object to use instead of `settings.backend`'s (the torch backend on a
+    CPU build of torch, in tests).
     """
     if X.shape[0] < 3:
         raise ValueError(f"need at least 3 embeddings to reduce, got {X.shape[0]}")
     s, chosen = (settings or ReduceSettings()).for_matrix(*X.shape)
-    be = select_backend(s.backend)
+    be = backend or select_backend(s.backend)
     steps = _Steps(X, be)
     steps.quality["auto_settings"] = chosen
     for note in chosen:

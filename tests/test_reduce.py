@@ -173,3 +173,47 @@ def test_gpu_without_rapids_takes_the_torch_backend_and_auto_stays_on_the_cpu(mo
     chosen = select_backend("gpu")
     assert (chosen.engine, chosen.device, chosen.gpu) == ("torch", "cuda", True)
     assert select_backend("auto").engine == "umap-learn"  # never the torch layout unasked
+
+
+@pytest.mark.parametrize("generator", ["subspace", "isotropic"])
+def test_landmark_layout_keeps_trustworthiness_and_recovers_clusters(generator):
+    """UMAP and HDBSCAN on a fifth of the rows, the rest placed from their kNN: as trustworthy
+    as the full layout (within 0.01), planted families found, every row placed, reproducible."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from reduce import GENERATORS
+
+    X = GENERATORS[generator](3000, 128, seed=4)
+    s = ReduceSettings(min_cluster_size=10, trust_sample=3000)
+    full = reduce_embeddings(X.copy(), s.but(landmarks=None))
+    ours = reduce_embeddings(X.copy(), s.but(landmarks=600))
+    q = ours.quality["landmarks"]
+    assert q["n"] == 600 and q["unplaced"] == 0 and q["rounds"] >= 1
+    assert 0.15 < q["trust_sample_share"] < 0.25  # landmarks are not the scored rows
+    assert {"landmark_knn_s", "umap_s", "cluster_s", "place_s"} <= set(ours.timings)
+    assert "landmarks" not in full.quality
+    assert ours.quality["trustworthiness"] >= full.quality["trustworthiness"] - 0.01
+    assert adjusted_rand_score(full.cluster, ours.cluster) > 0.5
+    assert (ours.cluster >= 0).mean() > 0.5
+    again = reduce_embeddings(X.copy(), s.but(landmarks=600))
+    assert np.array_equal(ours.xy, again.xy) and np.array_equal(ours.cluster, again.cluster)
+
+
+def test_landmarks_auto_past_250k_vectors():
+    s = ReduceSettings()
+    assert s.for_matrix(100_000, 768)[0].landmarks is None  # the 100k path is unchanged
+    assert s.for_matrix(1_000_000, 768)[0].landmarks == 200_000
+    assert s.for_matrix(2_400_000, 768)[0].landmarks == 480_000
+    assert s.but(landmarks=None).for_matrix(1_000_000, 768)[0].landmarks is None
+    assert s.but(landmarks=5000).for_matrix(4000, 768)[0].landmarks is None  # fewer rows
+    assert s.but(landmarks=500).for_matrix(4000, 768)[0].landmarks == 500
+
+
+def test_weighted_vote_takes_the_heaviest_label_and_the_smaller_on_a_tie():
+    from cxratlas.reduce.placement import weighted_vote
+
+    labels = np.array([[3, 1, 1, 2], [5, 4, 5, 4], [-1, 2, 2, 7], [9, 9, 8, 8]], np.int32)
+    weights = np.array([[5, 2, 2, 0], [1, 1, 1, 1], [3, 1, 1, 0], [0, 0, 1, 0]], float)
+    assert weighted_vote(labels, weights).tolist() == [3, 4, -1, 8]

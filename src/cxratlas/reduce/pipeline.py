@@ -16,11 +16,9 @@ import numpy as np
 
 from cxratlas.logs import alert
 from cxratlas.reduce.backend import ReduceBackend, select_backend
-from cxratlas.reduce.knn import (
-    knn_recall,
-    l2_normalise,
-)
+from cxratlas.reduce.knn import knn_graph, knn_recall, l2_normalise
 from cxratlas.reduce.outliers import knn_outlier_score, knn_pagerank
+from cxratlas.reduce.placement import place_by_neighbours
 from cxratlas.reduce.settings import ReduceSettings
 from cxratlas.reduce.stability import MapUpdate
 from cxratlas.reduce.tuning import TunedSearch
@@ -126,6 +124,9 @@ def reduce_embeddings(
         steps.done("update")
     steps.quality["trustworthiness"] = trustworthiness_of(X_trust, xy[trust_rows], s.k)
     steps.quality["trustworthiness_sample"] = len(trust_rows)
+    if "landmarks" in steps.quality:  # the share of the scored rows laid out, not placed
+        share = np.isin(trust_rows, landmark_rows(len(xy), s.landmarks, s.rng_seed)).mean()
+        steps.quality["landmarks"]["trust_sample_share"] = float(share)
     steps.done("trust")
     result = ReduceResult(
         xy, idx, dist, labels, knn_outlier_score(dist), knn_pagerank(idx),
@@ -136,7 +137,35 @@ def reduce_embeddings(
 
 
 def _layout(Z, idx, dist, s: ReduceSettings, be: ReduceBackend, steps: _Steps):
-    """(the 2-D UMAP map, its cluster labels) from the graph."""
+    """(the 2-D UMAP map, its cluster labels) from the graph; past `s.landmarks` rows, UMAP and
+    HDBSCAN run on the landmarks and every other row is placed from its kNN neighbours."""
+    if not s.landmarks:
+        return _map_and_clusters(Z, idx, dist, s, be, steps)
+    rows = landmark_rows(len(Z), s.landmarks, s.rng_seed)
+    Zl = Z[rows]
+    li, ld, _ = knn_graph(Zl, s.k, s.knn, be.gpu, s.rng_seed)
+    steps.done("landmark_knn")
+    xy_l, labels_l = _map_and_clusters(Zl, li, ld, s, be, steps)
+    del Zl, li, ld
+    xy = np.zeros((len(Z), 2), np.float64)
+    labels = np.full(len(Z), -1, np.int32)
+    placed = np.zeros(len(Z), bool)
+    xy[rows], labels[rows], placed[rows] = xy_l, labels_l, True
+    rounds = place_by_neighbours(xy, labels, placed, idx, dist)
+    steps.done("place")
+    steps.quality["landmarks"] = {
+        "n": int(len(rows)), "rounds": int(rounds.max()), "unplaced": int((rounds < 0).sum()),
+    }  # fmt: skip
+    return xy.astype(np.float32), labels
+
+
+def landmark_rows(n: int, m: int, seed: int) -> np.ndarray:
+    """The seeded landmarks, drawn from their own stream: not the trustworthiness sample's."""
+    rng = np.random.default_rng([seed, 1])
+    return np.sort(rng.choice(n, min(m, n), replace=False))
+
+
+def _map_and_clusters(Z, idx, dist, s: ReduceSettings, be: ReduceBackend, steps: _Steps):
     xy = be.umap(Z, idx, dist, 2, s.layout)
     steps.done("umap")
     space = xy

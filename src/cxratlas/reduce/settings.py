@@ -10,6 +10,8 @@ from cxratlas.reduce.knn import KnnSettings
 
 LARGE_PCA = 128  # components before the graph once the matrix is large (pca: auto)
 LARGE_EPOCHS = 100  # UMAP epochs once the matrix is large (n_epochs: auto): it starts from PCA
+LANDMARKS_ABOVE = 250_000  # umap.landmarks auto: past this many vectors, lay out landmarks only
+LANDMARKS_MIN = 200_000  # ... at least this many of them, and at least a fifth of the vectors
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class ReduceSettings:
     min_dist: float = 0.1
     n_epochs: int | str | None = "auto"  # auto: LARGE_EPOCHS past knn.exact_max, else umap-learn's
     init: str = "auto"  # auto: pca past knn.exact_max vectors, else spectral
+    landmarks: int | str | None = "auto"  # UMAP on this many; the rest placed (pipeline.py)
     cluster_space: str = "map"  # map (the 2-D layout) | umap (a low-dimensional UMAP)
     cluster_dims: int = 8
     min_cluster_size: int = 10
@@ -60,6 +63,7 @@ class ReduceSettings:
             trust_sample=r["trust_sample"], knn=KnnSettings(**r["knn"]),
             update=r.get("update", "full"), extend_check_max=r.get("extend_check_max", 50000),
             min_dist=umap["min_dist"], n_epochs=umap["n_epochs"], init=umap["init"],
+            landmarks=umap.get("landmarks", "auto"),
             cluster_space=cluster["space"], cluster_dims=cluster["dims"],
             min_cluster_size=cluster["min_cluster_size"], min_samples=cluster["min_samples"],
         )  # fmt: skip
@@ -83,7 +87,20 @@ class ReduceSettings:
             epochs = LARGE_EPOCHS if large and init == "pca" else None
             if epochs:
                 notes.append(f"umap.n_epochs {epochs} (auto: UMAP starts from PCA)")
-        return replace(self, pca=pca, init=init, n_epochs=epochs), notes
+        landmarks = self._landmarks(n)
+        if landmarks:
+            notes.append(f"umap.landmarks {landmarks}: UMAP and HDBSCAN on {landmarks} of {n} "
+                         "vectors, the rest placed from their kNN neighbours")  # fmt: skip
+        return replace(self, pca=pca, init=init, n_epochs=epochs, landmarks=landmarks), notes
+
+    def _landmarks(self, n: int) -> int | None:
+        """How many vectors UMAP lays out (None: all). Past 250k vectors a seeded fifth, at
+        least 200k: at 1M the map's trustworthiness was within 0.001 of the full layout's
+        (README, benchmarks/scale.py), and UMAP, seeded and so single-threaded, took 425 s."""
+        m = self.landmarks
+        if m == "auto":
+            m = max(LANDMARKS_MIN, n // 5) if n > LANDMARKS_ABOVE else None
+        return int(m) if m and int(m) < n else None
 
     def but(self, **changes) -> ReduceSettings:
         """A copy with some settings changed (tests, benchmarks, sweeps)."""

@@ -33,12 +33,12 @@ import numpy as np
 import pandas as pd
 
 from cxratlas.io import EMBEDDING_META_KEY
+from cxratlas.reduce.placement import place_by_neighbours
 
 log = logging.getLogger(__name__)
 
 OVERLAP_QUERIES = 20000  # shared images whose map neighbourhoods are compared (seeded sample)
 MATCH_SHARE = 0.5  # a cluster keeps an earlier id when it holds half of that cluster's images
-PLACE_ROUNDS = 50  # rounds of placing new images next to placed ones (then: the map's centre)
 
 
 @dataclass(frozen=True)
@@ -151,38 +151,16 @@ def match_clusters(
 def place_new(
     ids: list[str], knn_idx: np.ndarray, knn_dist: np.ndarray, previous: PreviousMap
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(xy, cluster, placed-in-round) for every row: earlier images where they were, new ones at
-    the weighted mean of their placed neighbours (weights 1 / cosine distance)."""
+    """(xy, cluster, placed-in-round) for every row: earlier images where they were, new ones
+    placed from their neighbours (reduce.placement)."""
     n = len(ids)
     xy = np.zeros((n, 2), np.float64)
     cluster = np.full(n, -1, np.int32)
-    rounds = np.full(n, -1, np.int32)
+    placed = np.zeros(n, bool)
     rows, old_rows = previous.positions(ids)
-    xy[rows], cluster[rows], rounds[rows] = previous.xy[old_rows], previous.cluster[old_rows], 0
-    nbr, w = knn_idx[:, 1:], 1.0 / np.maximum(knn_dist[:, 1:].astype(np.float64), 1e-6)
-    for r in range(1, PLACE_ROUNDS + 1):
-        todo = np.flatnonzero(rounds < 0)
-        if not len(todo):
-            break
-        ok = rounds[nbr[todo]] >= 0  # neighbours placed before this round
-        ready = ok.any(1)
-        if not ready.any():
-            break
-        todo, ok = todo[ready], ok[ready]
-        wt = w[todo] * ok
-        xy[todo] = (wt[..., None] * xy[nbr[todo]]).sum(1) / wt.sum(1, keepdims=True)
-        cluster[todo] = [_vote(cluster[nbr[i]], wt[j]) for j, i in enumerate(todo)]
-        rounds[todo] = r
-    lost = rounds < 0  # no path to a placed image within the graph: the map's centre
-    xy[lost] = xy[~lost].mean(0) if (~lost).any() else 0.0
+    xy[rows], cluster[rows], placed[rows] = previous.xy[old_rows], previous.cluster[old_rows], True
+    rounds = place_by_neighbours(xy, cluster, placed, knn_idx, knn_dist)
     return xy.astype(np.float32), cluster, rounds
-
-
-def _vote(labels: np.ndarray, weights: np.ndarray) -> int:
-    """The weighted majority label of placed neighbours (noise included)."""
-    keep = weights > 0
-    totals = pd.Series(weights[keep]).groupby(labels[keep]).sum()
-    return int(totals.idxmax())
 
 
 # -- drift: how far the map moved --------------------------------------------------------------

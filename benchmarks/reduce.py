@@ -102,19 +102,34 @@ def baseline(X: np.ndarray):
     return xy, idx, labels
 
 
+class IsotropicClusters:
+    """50 centres, isotropic spread in every dimension (hard for PCA before the graph: it keeps
+    the clusters, not who is nearest within them). `draw` makes any number of rows."""
+
+    clusters = 50
+
+    def __init__(self, d: int, rng: np.random.Generator):
+        self.centres = rng.normal(size=(50, d)).astype(np.float32)
+
+    def draw(self, label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        noise = rng.normal(size=(len(label), self.centres.shape[1])).astype(np.float32)
+        return self.centres[label] + 0.6 * noise
+
+
 def isotropic(n: int, d: int, seed: int = 0) -> np.ndarray:
-    """50 centres, isotropic spread in every dimension (hard for PCA before the graph)."""
+    """`IsotropicClusters`, n rows."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(50, d)).astype(np.float32)
+    model = IsotropicClusters(d, rng)
     X = np.empty((n, d), np.float32)
     label = rng.integers(0, 50, n)
     for start in range(0, n, 20000):
         sl = slice(start, min(n, start + 20000))
-        X[sl] = centres[label[sl]] + 0.6 * rng.normal(size=(len(label[sl]), d)).astype(np.float32)
+        X[sl] = model.draw(label[sl], rng)
     return X
 
 
 GENERATORS = {"subspace": clustered, "isotropic": isotropic}
+MODELS = {"subspace": SubspaceClusters, "isotropic": IsotropicClusters}  # drawn block by block
 
 
 def ours(X: np.ndarray, seed: int | None):

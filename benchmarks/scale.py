@@ -1,11 +1,12 @@
 """A million vectors through merge -> reduce -> atlas on one machine, and the viewer on the atlas.
 
     python benchmarks/scale.py [--sizes 100000 1000000] [--dim 768] [--workdir DIR]
-                               [--viewer-max 1000000]
+                               [--viewer-max 1000000] [--generator subspace|isotropic]
 
 For each size N it writes what the embedding jobs would have written: float16 embedding shards
 of 50k rows (`SubspaceClusters` of benchmarks/reduce.py: 40 clusters with a low intrinsic
-dimension, as real image embeddings have), a manifest with metadata and two findings, a
+dimension, as real image embeddings have; `--generator isotropic`: its `IsotropicClusters`, the
+one built to be hard for PCA and the cells), a manifest with metadata and two findings, a
 sample, and thumbnail shards (a pool of 4,096 distinct 96-px thumbnails cropped from the real
 CXRs in ../shared/cxr-real, or from phantoms where those are absent, encoded as the workflow
 does: PNG up to 100k images, JPEG beyond; a row's thumbnail is drawn from the pool, so within
@@ -54,6 +55,8 @@ def main() -> int:
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cxratlas-scale"))
     parser.add_argument("--viewer-max", type=int, default=1_000_000)
+    parser.add_argument("--generator", choices=["subspace", "isotropic"], default="subspace",
+                        help="reduce.py's generators; isotropic is hard for PCA")  # fmt: skip
     parser.add_argument("--step", help=argparse.SUPPRESS)  # one step, in its own process
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -71,7 +74,7 @@ def main() -> int:
 def run_size(n: int, args) -> dict:
     work = args.workdir / str(n)
     t0 = time.perf_counter()
-    prepare(work, n, args.dim)
+    prepare(work, n, args.dim, args.generator)
     print(f"\n== n={n}: inputs written in {time.perf_counter() - t0:.0f} s ({work})", flush=True)
     out = {step: run_step(step, n, args) for step in ("merge", "reduce", "atlas")}
     atlas = work / "atlas" / "atlas.parquet"
@@ -104,28 +107,28 @@ def matrix_mib(n: int, dim: int) -> float:
 # ---- inputs: what the embedding and thumbnail jobs would have written ----
 
 
-def prepare(work: Path, n: int, dim: int) -> None:
+def prepare(work: Path, n: int, dim: int, generator: str = "subspace") -> None:
     """Shards, manifest, sample and thumbnail shards for n images (reused when present)."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from reduce import SubspaceClusters
+    from reduce import MODELS
 
     from cxratlas.atlas.thumbnails import thumbnail_encoding
     from cxratlas.io import ManifestColumns, embedding_table, write_manifest, write_parquet
 
-    marker = f"n={n} dim={dim}"  # inputs of another size or dimension are rewritten
+    marker = f"n={n} dim={dim} generator={generator}"  # other inputs are rewritten
     if (work / "ready").exists() and (work / "ready").read_text() == marker:
         return
     (work / "shards").mkdir(parents=True, exist_ok=True)
     (work / "thumbnails").mkdir(exist_ok=True)
     rng = np.random.default_rng(n)
-    model = SubspaceClusters(dim, rng)
+    model = MODELS[generator](dim, rng)
     pool = thumbnail_pool(thumbnail_encoding("auto", n), rng)
     ids = np.array([f"img{i:08d}" for i in range(n)])
     for s, start in enumerate(range(0, n, SHARD)):
         part = ids[start : start + SHARD]
-        X = model.draw(rng.integers(0, 40, len(part)), rng)
+        X = model.draw(rng.integers(0, model.clusters, len(part)), rng)
         table = embedding_table(list(part), X, {"model": MODEL, "shard": s}, "float16")
         write_parquet(table, work / "shards" / f"shard-{s}.parquet")
         thumbs = pool.take(pa.array(rng.integers(0, len(pool), len(part))))

@@ -33,3 +33,16 @@ def tiny_dinov2(tmp_path_factory) -> Path:
     from cxratlas.testing.tiny_models import rad_dino
 
     return rad_dino(tmp_path_factory.mktemp("tiny-rad-dino"))
+
+
+@pytest.fixture(scope="session")
+def demo_run(repo, tmp_path_factory) -> Path:
+    """One finished 300-image demo run (two models, three shards each), shared by every module
+    that only reads it or dry-runs on it (test_workflow, test_viewer): a test that changes its
+    results must work on a copy."""
+    from workflow_runs import snakemake, write_config
+
+    workdir = tmp_path_factory.mktemp("wf")
+    write_config(workdir)
+    snakemake(repo, workdir)
+    return workdir

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import CXR_REAL
-from test_workflow import SNAKEMAKE, snakemake
+from workflow_runs import SNAKEMAKE, snakemake
 
 pytestmark = [
     pytest.mark.workflow,

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import CXR_REAL
-from test_workflow import snakemake
+from workflow_runs import snakemake
 
 pytestmark = [
     pytest.mark.workflow,

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from PIL import Image
-from test_workflow import ANALYSIS, _job_stats, snakemake
+from workflow_runs import ANALYSIS, job_stats, snakemake
 
 from cxratlas.io import embedding_table, read_embeddings, write_parquet
 from cxratlas.testing import tiny_models
@@ -118,7 +118,7 @@ def test_a_sixth_entry_of_a_known_kind_plans_only_its_jobs(repo, seed_run):
     chexagent.pop("revision")
     _config(workdir, {**models, "chexagent": chexagent})
     out = snakemake(repo, workdir, "-n").stdout
-    assert _job_stats(out) == {
+    assert job_stats(out) == {
         "embed_shard": 2,
         "merge_embeddings": 1,
         "reduce": 1,
@@ -161,7 +161,7 @@ def test_the_example_dataset_config_plans_the_five_seed_models(repo, tmp_path):
         str(repo / "config/examples/mimic-cxr-jpg.yaml"),
         str(tmp_path / "test.yaml"),
     ).stdout
-    stats = _job_stats(out)
+    stats = job_stats(out)
     models = 5 + 1 + 2  # seed, precomputed, the default config's pixel baselines
     # sample.n is 50,000 but the stand-in holds one image: one shard each, never 10 empty ones
     assert stats["embed_shard"] == models and stats["decode_shard"] == 1

@@ -23,7 +23,6 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent / "browser"))
 
@@ -62,17 +61,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def atlas(repo, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("view")
-    cfg = {"dataset": {"demo": {"n_images": 200, "seed": 2}}, "sample": {"n": 200},
-           "extract": {"shard_size": 100}}  # fmt: skip
-    (workdir / "test.yaml").write_text(yaml.safe_dump(cfg))
-    subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
-         "--cores", "2", "--configfile", str(workdir / "test.yaml")],
-        check=True, capture_output=True, timeout=900,
-    )  # fmt: skip
-    return workdir / "results/atlas/atlas.parquet"
+def atlas(demo_run):
+    """The shared 300-image demo run's atlas (conftest.py): the viewer only reads it."""
+    return demo_run / "results/atlas/atlas.parquet"
 
 
 @pytest.fixture(scope="module")

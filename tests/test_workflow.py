@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,53 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
+from workflow_runs import ANALYSIS, SNAKEMAKE, job_stats, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-# a new model also reruns the cross-model analyses and gets its own cluster report
-ANALYSIS = {"compare": 1, "disagreement": 1, "probes": 1, "shortcuts": 1, "cluster_report": 1,
-            "cluster_stability": 1, "label_noise": 1, "quality": 1, "map_drift": 1,
-            "maps": 1, "summary": 1}  # fmt: skip
-
-
-def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True):
-    cmd = [
-        *SNAKEMAKE,
-        "-s",
-        str(repo / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--cores",
-        "2",
-        "--configfile",
-        str(workdir / "test.yaml"),
-        *args,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-        )
-    return proc
-
-
-def write_config(workdir: Path, extra: dict | None = None) -> None:
-    cfg = {
-        "dataset": {"demo": {"n_images": 300, "seed": 11, "outlier_fraction": 0.05}},
-        "sample": {"n": 300},
-        "extract": {"shard_size": 100},
-    }
-    for key, value in (extra or {}).items():
-        cfg.setdefault(key, {}).update(value)
-    (workdir / "test.yaml").write_text(yaml.safe_dump(cfg))
-
-
-@pytest.fixture(scope="module")
-def demo_run(repo, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("wf")
-    write_config(workdir)
-    snakemake(repo, workdir)
-    return workdir
 
 
 @pytest.mark.smoke  # make test-fast: the one end-to-end run
@@ -134,20 +88,22 @@ def test_how_jobs_run_is_not_a_reason_to_re_embed(repo, demo_run):
     (demo_run / "how.yaml").write_text(yaml.safe_dump({"extract": {"storage": "float16"}}))
     out = snakemake(repo, demo_run, "-n", "--configfile", str(demo_run / "test.yaml"),
                     str(demo_run / "how.yaml")).stdout  # fmt: skip
-    assert _job_stats(out)["embed_shard"] == 6
+    assert job_stats(out)["embed_shard"] == 6
 
 
-def test_dry_run_plans_every_shard_and_a_new_model_alone(repo, tmp_path):
+def test_dry_run_plans_every_shard_and_a_new_model_alone(repo, demo_run, tmp_path):
     write_config(tmp_path)
     out = snakemake(repo, tmp_path, "-n").stdout
     assert out.count("rule embed_shard:") == 6
     for shard in range(3):
         assert f"results/embeddings/pixels_32/shard-{shard}.parquet" in out
+    assert not (tmp_path / "results").exists()  # a dry run writes nothing
     # after a run, adding a model plans only that model's jobs plus the atlas
-    snakemake(repo, tmp_path)
-    write_config(tmp_path, {"models": {"pixels_16": {"kind": "pixels", "image_size": 16}}})
-    out = snakemake(repo, tmp_path, "-n").stdout
-    stats = _job_stats(out)
+    added = {"models": {"pixels_16": {"kind": "pixels", "image_size": 16}}}
+    (demo_run / "added.yaml").write_text(yaml.safe_dump(added))
+    out = snakemake(repo, demo_run, "-n", "--configfile", str(demo_run / "test.yaml"),
+                    str(demo_run / "added.yaml")).stdout  # fmt: skip
+    stats = job_stats(out)
     assert stats == {
         "embed_shard": 3,
         "merge_embeddings": 1,
@@ -158,17 +114,6 @@ def test_dry_run_plans_every_shard_and_a_new_model_alone(repo, tmp_path):
     }
     for old in ("pixels_32", "pixels_64_pca"):  # no job writes an old model's shard
         assert f"output: results/embeddings/{old}/shard" not in out
-
-
-def _job_stats(out: str) -> dict[str, int]:
-    lines = out.split("Job stats:")[1].splitlines()[3:]
-    stats = {}
-    for line in lines:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        stats[parts[0]] = int(parts[1])
-    return stats
 
 
 @pytest.mark.parametrize(
@@ -361,7 +306,7 @@ def test_one_model_over_two_datasets(repo, tmp_path):
         "extract": {"shard_size": 175},
     }  # fmt: skip
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(cfg))
-    plan = _job_stats(snakemake(repo, tmp_path, "-n").stdout)
+    plan = job_stats(snakemake(repo, tmp_path, "-n").stdout)
     assert plan["datasets"] == 1 and plan["ingest"] == 1
     snakemake(repo, tmp_path)
 

@@ -1,0 +1,60 @@
+"""What the end-to-end tests share: running Snakemake on a workdir, the demo config, and
+reading a plan's job counts. The demo run itself is a session fixture (conftest.py): every
+module that reads a finished 300-image demo run reads the same one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# a new model also reruns the cross-model analyses and gets its own cluster report
+ANALYSIS = {"compare": 1, "disagreement": 1, "probes": 1, "shortcuts": 1, "cluster_report": 1,
+            "cluster_stability": 1, "label_noise": 1, "quality": 1, "map_drift": 1,
+            "maps": 1, "summary": 1}  # fmt: skip
+
+
+def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True):
+    cmd = [
+        *SNAKEMAKE,
+        "-s",
+        str(repo / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--cores",
+        "2",
+        "--configfile",
+        str(workdir / "test.yaml"),
+        *args,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def write_config(workdir: Path, extra: dict | None = None) -> None:
+    cfg = {
+        "dataset": {"demo": {"n_images": 300, "seed": 11, "outlier_fraction": 0.05}},
+        "sample": {"n": 300},
+        "extract": {"shard_size": 100},
+    }
+    for key, value in (extra or {}).items():
+        cfg.setdefault(key, {}).update(value)
+    (workdir / "test.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def job_stats(out: str) -> dict[str, int]:
+    lines = out.split("Job stats:")[1].splitlines()[3:]
+    stats = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        stats[parts[0]] = int(parts[1])
+    return stats

@@ -53,6 +53,8 @@ class SubspaceClusters:
     embeddings have a low intrinsic dimension; isotropic 768-d noise would make neighbours
     meaningless for any method). `draw` makes any number of rows, block by block."""
 
+    clusters = 40
+
     def __init__(self, d: int, rng: np.random.Generator):
         self.d, families = d, rng.normal(size=(8, d))
         self.centres = (np.repeat(families, 5, axis=0) + 0.7 * rng.normal(size=(40, d))).astype(

@@ -143,11 +143,14 @@ def test_the_layout_order_puts_graph_neighbours_near_each_other():
     assert gap(idx) > n / 5 and gap(where[idx[order]]) < 10
 
 
-def test_backend_choice_and_the_cpu_path_never_imports_rapids():
+def test_backend_choice_and_the_cpu_path_never_imports_rapids(monkeypatch):
     import subprocess
     import sys
 
+    from cxratlas.reduce import gpu
     from cxratlas.reduce.backend import select_backend
+
+    monkeypatch.setattr(gpu, "_torch_cuda", lambda: False)  # as here, also on a GPU machine
 
     assert select_backend("cpu").name == "cpu"
     assert select_backend("auto").name == "cpu"  # no cuML here
@@ -191,6 +194,7 @@ def test_landmark_layout_keeps_trustworthiness_and_recovers_clusters(generator):
     ours = reduce_embeddings(X.copy(), s.but(landmarks=600))
     q = ours.quality["landmarks"]
     assert q["n"] == 600 and q["unplaced"] == 0 and q["rounds"] >= 1
+    assert q["knn"]["recall"] >= 0.95  # the landmarks' own graph, at the recall target
     assert 0.15 < q["trust_sample_share"] < 0.25  # landmarks are not the scored rows
     assert {"landmark_knn_s", "umap_s", "cluster_s", "place_s"} <= set(ours.timings)
     assert "landmarks" not in full.quality

@@ -7,6 +7,7 @@ the job asks the cluster for a GPU, and the kNN engine; rules/reduce.smk asks it
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -68,6 +69,9 @@ def select_backend(name: str = "auto") -> ReduceBackend:
     job_backend(name)  # refuses unknown names
     if name == "cpu":
         return _cpu()
+    if name == "auto" and importlib.util.find_spec("cuml") is None:  # no torch import for it
+        log.info("reduce.backend auto: cpu (cuML is not installed)")
+        return _cpu()
     from cxratlas.reduce.gpu import GPUBackend, gpu_engine
 
     engine, why = gpu_engine()
@@ -80,7 +84,7 @@ def select_backend(name: str = "auto") -> ReduceBackend:
         from cxratlas.reduce.torch_backend import TorchBackend
 
         return TorchBackend("cuda")
-    log.info("reduce.backend auto: %s", "gpu" if engine == "cuml" else f"cpu ({why})")
+    log.info("reduce.backend auto: %s", "gpu (cuML)" if engine == "cuml" else f"cpu ({why})")
     return GPUBackend() if engine == "cuml" else _cpu()
 
 

@@ -17,18 +17,17 @@ from cxratlas.reduce.settings import UmapSettings
 def gpu_engine() -> tuple[str | None, str]:
     """The GPU engine this job's environment can run, and why: `cuml` (RAPIDS; FAISS-GPU or
     torch for the graph), `torch` (torch alone: torch_backend.py), or None."""
-    cuda = _torch_cuda()
     try:
         import cuml  # noqa: F401
     except ImportError as exc:
-        if cuda:
+        if _torch_cuda():
             return "torch", f"cuML is not installed ({exc}): torch PCA and UMAP on the GPU"
         return None, f"cuML is not installed ({exc}) and torch sees no CUDA device"
     from cxratlas.reduce.knn import faiss_gpu
 
     if faiss_gpu():
         return "cuml", "cuML and FAISS-GPU see a device"
-    if cuda:  # the kNN graph then comes from torch (torch_knn.py)
+    if _torch_cuda():  # the kNN graph then comes from torch (torch_knn.py)
         return "cuml", "cuML and torch see a device (kNN: torch exact, no FAISS-GPU)"
     return None, "neither FAISS-GPU nor torch sees a GPU"
 

@@ -16,9 +16,9 @@ import numpy as np
 
 from cxratlas.logs import alert
 from cxratlas.reduce.backend import ReduceBackend, select_backend
-from cxratlas.reduce.knn import knn_graph, knn_recall, l2_normalise
+from cxratlas.reduce.knn import knn_recall, l2_normalise
+from cxratlas.reduce.landmarks import Landmarks
 from cxratlas.reduce.outliers import knn_outlier_score, knn_pagerank
-from cxratlas.reduce.placement import place_by_neighbours
 from cxratlas.reduce.settings import ReduceSettings
 from cxratlas.reduce.stability import MapUpdate
 from cxratlas.reduce.tuning import TunedSearch
@@ -113,20 +113,23 @@ def reduce_embeddings(
     idx, dist = _graph(Xn, Z, s, be, steps)
     trust_rows = sample_rows(len(Xn), s.trust_sample, s.rng_seed)
     X_trust = Xn[trust_rows]
+    recompute = update is None or update.recompute
+    landmarks = None
+    if recompute and s.landmarks:  # their vectors, before the matrix is freed
+        landmarks = Landmarks.take(Xn, Z, s.landmarks, s.rng_seed)
     if Z is not Xn and (inplace or Xn is not X):  # the matrix is ours: UMAP needs only Z
         _free(Xn)
     del X, Xn
     new_map = None
-    if update is None or update.recompute:
-        new_map = _layout(Z, idx, dist, s, be, steps)
+    if recompute:
+        new_map = _layout(Z, idx, dist, s, be, steps, landmarks)
     xy, labels = new_map if update is None else update(new_map, idx, dist)
     if update is not None:
         steps.done("update")
     steps.quality["trustworthiness"] = trustworthiness_of(X_trust, xy[trust_rows], s.k)
     steps.quality["trustworthiness_sample"] = len(trust_rows)
-    if "landmarks" in steps.quality:  # the share of the scored rows laid out, not placed
-        share = np.isin(trust_rows, landmark_rows(len(xy), s.landmarks, s.rng_seed)).mean()
-        steps.quality["landmarks"]["trust_sample_share"] = float(share)
+    if landmarks is not None:
+        steps.quality["landmarks"]["trust_sample_share"] = landmarks.share_of(trust_rows)
     steps.done("trust")
     result = ReduceResult(
         xy, idx, dist, labels, knn_outlier_score(dist), knn_pagerank(idx),
@@ -136,33 +139,21 @@ def reduce_embeddings(
     return result
 
 
-def _layout(Z, idx, dist, s: ReduceSettings, be: ReduceBackend, steps: _Steps):
-    """(the 2-D UMAP map, its cluster labels) from the graph; past `s.landmarks` rows, UMAP and
-    HDBSCAN run on the landmarks and every other row is placed from its kNN neighbours."""
-    if not s.landmarks:
+def _layout(Z, idx, dist, s: ReduceSettings, be: ReduceBackend, steps: _Steps, landmarks=None):
+    """(the 2-D UMAP map, its cluster labels) from the graph; with landmarks, UMAP and HDBSCAN
+    run on them and every other row is placed from its kNN neighbours (reduce.landmarks)."""
+    if landmarks is None:
         return _map_and_clusters(Z, idx, dist, s, be, steps)
-    rows = landmark_rows(len(Z), s.landmarks, s.rng_seed)
-    Zl = Z[rows]
-    li, ld, _ = knn_graph(Zl, s.k, s.knn, be.gpu, s.rng_seed)
+    li, ld, knn = landmarks.graph(s, be.gpu)
     steps.done("landmark_knn")
-    xy_l, labels_l = _map_and_clusters(Zl, li, ld, s, be, steps)
-    del Zl, li, ld
-    xy = np.zeros((len(Z), 2), np.float64)
-    labels = np.full(len(Z), -1, np.int32)
-    placed = np.zeros(len(Z), bool)
-    xy[rows], labels[rows], placed[rows] = xy_l, labels_l, True
-    rounds = place_by_neighbours(xy, labels, placed, idx, dist)
+    xy_l, labels_l = _map_and_clusters(landmarks.Z, li, ld, s, be, steps)
+    xy, labels, info = landmarks.place(xy_l, labels_l, idx, dist)
     steps.done("place")
-    steps.quality["landmarks"] = {
-        "n": int(len(rows)), "rounds": int(rounds.max()), "unplaced": int((rounds < 0).sum()),
-    }  # fmt: skip
-    return xy.astype(np.float32), labels
-
-
-def landmark_rows(n: int, m: int, seed: int) -> np.ndarray:
-    """The seeded landmarks, drawn from their own stream: not the trustworthiness sample's."""
-    rng = np.random.default_rng([seed, 1])
-    return np.sort(rng.choice(n, min(m, n), replace=False))
+    steps.quality["landmarks"] = info | {"knn": knn}
+    if knn["recall"] < s.knn.target_recall:
+        alert(log, "the landmarks' kNN recall %.3f is below reduce.knn.target_recall %.2f",
+              knn["recall"], s.knn.target_recall)  # fmt: skip
+    return xy, labels
 
 
 def _map_and_clusters(Z, idx, dist, s: ReduceSettings, be: ReduceBackend, steps: _Steps):

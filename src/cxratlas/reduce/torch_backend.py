@@ -15,6 +15,8 @@ import numpy as np
 from cxratlas.reduce.projection import fit_and_project
 from cxratlas.reduce.settings import UmapSettings
 
+BLOCK = 65536  # rows moved to the device at once
+
 
 class TorchPCA:
     """PCA by the eigenvectors of the fitted rows' covariance (d x d: exact and deterministic,
@@ -24,22 +26,31 @@ class TorchPCA:
         self.n_components, self.device = n_components, device
 
     def fit(self, X: np.ndarray) -> TorchPCA:
+        """The covariance is summed over blocks of rows in float64: a 1M-row fit holds one
+        block on the device, not the matrix twice."""
         import torch
 
-        Xt = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float64, device=self.device)
-        self.mean_ = Xt.mean(0)
-        Xc = Xt - self.mean_
-        values, vectors = torch.linalg.eigh(Xc.T @ Xc)  # ascending
+        mean = np.zeros(X.shape[1], np.float64)
+        for start in range(0, len(X), BLOCK):
+            mean += self._device(X[start : start + BLOCK]).sum(0).cpu().numpy()
+        self.mean_ = torch.as_tensor(mean / len(X), device=self.device)
+        cov = torch.zeros((X.shape[1], X.shape[1]), dtype=torch.float64, device=self.device)
+        for start in range(0, len(X), BLOCK):
+            block = self._device(X[start : start + BLOCK]) - self.mean_
+            cov += block.T @ block
+        values, vectors = torch.linalg.eigh(cov)  # ascending
         top = torch.flip(torch.arange(len(values), device=values.device), [0])[: self.n_components]
         self.components_ = _sign_fixed(vectors[:, top])
         self.explained_variance_ratio_ = (values[top] / values.clamp_min(0).sum()).cpu().numpy()
         return self
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
+    def _device(self, X: np.ndarray):
         import torch
 
-        Xt = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float64, device=self.device)
-        return ((Xt - self.mean_) @ self.components_).float().cpu().numpy()
+        return torch.as_tensor(np.ascontiguousarray(X), device=self.device).to(torch.float64)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return ((self._device(X) - self.mean_) @ self.components_).float().cpu().numpy()
 
 
 def _sign_fixed(vectors):

@@ -4,8 +4,7 @@ kNN neighbours (reduce.placement).
 
 The landmarks' own kNN graph is searched like the full one (tuning.TunedSearch: the recall
 target met on a query sample, scored in the original space) and its recall is measured and
-reported. Their vectors are copied out before the full matrix is freed, so the copy (a fifth of
-the matrix) never sits on top of it for long.
+reported.
 """
 
 from __future__ import annotations
@@ -29,21 +28,23 @@ def landmark_rows(n: int, m: int, seed: int) -> np.ndarray:
 @dataclass
 class Landmarks:
     rows: np.ndarray  # their rows in the full matrix, sorted
-    X: np.ndarray  # their L2-normalised vectors (the recall reference)
-    Z: np.ndarray  # the space their graph is searched in and UMAP reads (X, or its PCA)
+    Z: np.ndarray  # their vectors in the space UMAP reads (the PCA scores, or the vectors)
+    idx: np.ndarray  # their own kNN graph: rows of Z, self first
+    dist: np.ndarray
+    knn: dict[str, Any]  # how it was searched, and its measured recall
 
     @classmethod
-    def take(cls, Xn: np.ndarray, Z: np.ndarray, m: int, seed: int) -> Landmarks:
-        rows = landmark_rows(len(Xn), m, seed)
+    def build(cls, Xn: np.ndarray, Z: np.ndarray, s, gpu: bool) -> Landmarks:
+        """The landmarks and their graph at the recall target. Built before the full graph:
+        the copy of their vectors (a fifth of the matrix) then comes and goes while the
+        matrix's memory is at its lowest, not on top of the full search's peak."""
+        rows = landmark_rows(len(Xn), s.landmarks, s.rng_seed)
         X = Xn[rows]
-        return cls(rows, X, X if Z is Xn else Z[rows])
-
-    def graph(self, s, gpu: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """The landmarks' kNN graph at the recall target, and what it measured."""
-        idx, dist, method, tuning = TunedSearch(self.X, self.Z, s.k, s.knn, gpu, s.rng_seed).graph()
-        recall = knn_recall(self.X, idx, s.knn.recall_sample, s.rng_seed, gpu=gpu)
-        self.X = None  # UMAP needs only Z: give the copy back
-        return idx, dist, {"method": method, "recall": recall, "chosen": tuning["chosen"]}
+        Zl = X if Z is Xn else Z[rows]
+        idx, dist, method, tuning = TunedSearch(X, Zl, s.k, s.knn, gpu, s.rng_seed).graph()
+        recall = knn_recall(X, idx, s.knn.recall_sample, s.rng_seed, gpu=gpu)
+        knn = {"method": method, "recall": recall, "chosen": tuning["chosen"]}
+        return cls(rows, Zl, idx, dist, knn)
 
     def place(self, xy_l, labels_l, knn_idx, knn_dist) -> tuple[np.ndarray, np.ndarray, dict]:
         """(the full map, its clusters, what placing took) from the landmarks' map."""

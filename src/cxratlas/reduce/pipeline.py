@@ -110,13 +110,14 @@ def reduce_embeddings(
     for note in chosen:
         log.info("large matrix: %s", note)
     Xn, Z = _project(X, s, be, steps, inplace)
+    recompute = update is None or update.recompute
+    landmarks = None
+    if recompute and s.landmarks:
+        landmarks = Landmarks.build(Xn, Z, s, be.gpu)
+        steps.done("landmark_knn")
     idx, dist = _graph(Xn, Z, s, be, steps)
     trust_rows = sample_rows(len(Xn), s.trust_sample, s.rng_seed)
     X_trust = Xn[trust_rows]
-    recompute = update is None or update.recompute
-    landmarks = None
-    if recompute and s.landmarks:  # their vectors, before the matrix is freed
-        landmarks = Landmarks.take(Xn, Z, s.landmarks, s.rng_seed)
     if Z is not Xn and (inplace or Xn is not X):  # the matrix is ours: UMAP needs only Z
         _free(Xn)
     del X, Xn
@@ -144,15 +145,13 @@ def _layout(Z, idx, dist, s: ReduceSettings, be: ReduceBackend, steps: _Steps, l
     run on them and every other row is placed from its kNN neighbours (reduce.landmarks)."""
     if landmarks is None:
         return _map_and_clusters(Z, idx, dist, s, be, steps)
-    li, ld, knn = landmarks.graph(s, be.gpu)
-    steps.done("landmark_knn")
-    xy_l, labels_l = _map_and_clusters(landmarks.Z, li, ld, s, be, steps)
+    xy_l, labels_l = _map_and_clusters(landmarks.Z, landmarks.idx, landmarks.dist, s, be, steps)
     xy, labels, info = landmarks.place(xy_l, labels_l, idx, dist)
     steps.done("place")
-    steps.quality["landmarks"] = info | {"knn": knn}
-    if knn["recall"] < s.knn.target_recall:
+    steps.quality["landmarks"] = info | {"knn": landmarks.knn}
+    if landmarks.knn["recall"] < s.knn.target_recall:
         alert(log, "the landmarks' kNN recall %.3f is below reduce.knn.target_recall %.2f",
-              knn["recall"], s.knn.target_recall)  # fmt: skip
+              landmarks.knn["recall"], s.knn.target_recall)  # fmt: skip
     return xy, labels
 
 

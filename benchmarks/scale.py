@@ -221,7 +221,10 @@ def step_reduce(work: Path, baseline: bool = False, out: str = "reduced.parquet"
         write_parquet(reduced_table(ids, r, MODEL), work / out)
         quality.update(recall=r.quality["knn"]["recall"], trust=r.quality["trustworthiness"],
                        timings={k: round(v, 1) for k, v in r.timings.items()})  # fmt: skip
+        if "landmarks" in r.quality:
+            quality["landmarks_recall"] = r.quality["landmarks"]["knn"]["recall"]
         return (f"recall {quality['recall']:.3f} trust {quality['trust']:.4f} "
+                f"landmarks' recall {quality.get('landmarks_recall', '-')} "
                 f"{r.quality['knn']['tuning']['chosen']}; {quality['timings']}")  # fmt: skip
 
     return _measured(run) | quality

@@ -98,7 +98,7 @@ def knn(device: str, smoke: bool):
     """Row 3; returns the matrix and its graph for row 5."""
     from cxratlas.reduce.torch_knn import torch_exact_knn
 
-    n = 20_000 if smoke else 1_000_000
+    n = 8000 if smoke else 1_000_000
     X = clustered(n, 768)
     t0 = time.perf_counter()
     sims, idx = torch_exact_knn(X, X, 15, gpu=device == "cuda")
@@ -122,7 +122,7 @@ def reduce_step(device: str, smoke: bool) -> None:
     from cxratlas.reduce.pipeline import trustworthiness_sample
     from cxratlas.reduce.torch_backend import TorchBackend
 
-    n = 5000 if smoke else 50_000
+    n = 2000 if smoke else 50_000
     X = clustered(n, 768, seed=2)
     s = ReduceSettings(seed=None, knn=KnnSettings(method="exact")).for_matrix(n, 768)[0]
     t0 = time.perf_counter()

@@ -147,6 +147,13 @@ def _held(lock: Path) -> bool:
     return False
 
 
+def _a_job_finished(workdir: Path, since: int) -> bool:
+    """Snakemake records each finished job's outputs under .snakemake/metadata; jobs start only
+    after `onstart` has committed the plan (ledger written), so one finished means it is."""
+    meta = workdir / ".snakemake/metadata"
+    return meta.is_dir() and any(p.stat().st_mtime_ns > since for p in meta.iterdir())
+
+
 def _run_with_intruder(repo, workdir: Path, config: str) -> None:
     """Run, and start a second snakemake (another config) while the first one's jobs run."""
     cmd = [*SNAKEMAKE, "-s", str(repo / "Snakefile"), "-d", str(workdir), "--cores", "2"]
@@ -157,8 +164,9 @@ def _run_with_intruder(repo, workdir: Path, config: str) -> None:
         text=True,
     )
     lock = workdir / ".snakemake/cxratlas/run.lock"
-    for _ in range(1200):  # the first run holds its lock once it has committed its plan
-        if first.poll() is None and _held(lock):
+    since = time.time_ns()
+    for _ in range(1200):  # the lock is taken before the ledger is written: wait for a job
+        if first.poll() is None and _held(lock) and _a_job_finished(workdir, since):
             break
         time.sleep(0.1)
     ledger = (workdir / "results/sample/sample.parquet").read_bytes()

@@ -2,7 +2,8 @@
 
 Three runs share one workdir (module fixtures, each run once): a clean run of two models, then a
 model added while shard 1's images are gone (a node without the mount) and its fit job is
-scancel'd, then the same with the images back. The test profile packs 4 shards a job.
+scancel'd, then the same with the images back. The test profile packs 4 shards a job (embedding
+and thumbnails).
 
 Start the cluster first (CI does): `bash tests/slurm/start-slurm.sh`. Without a responding
 cluster these tests skip, unless CXR_ATLAS_REQUIRE_SLURM=1 (set by .ci/run) makes that a failure.
@@ -194,11 +195,18 @@ def test_shards_are_packed_into_few_gpu_jobs(cluster):
         for shard in range(SHARDS):  # each shard log names the Slurm job that ran it
             log = (cluster.workdir / f"logs/embed/{model}/shard-{shard}.log").read_text()
             assert any(f"slurm job {i}" in log for i in embed["id"]), log[:300]
+    # thumbnails are packed as well, side by side: a job asks for a CPU per shard in it
+    thumbs = jobs[jobs["comment"] == "rule_thumbnails_thumbnails"]
+    assert len(thumbs) == -(-SHARDS // PER_JOB), jobs
+    assert (thumbs["state"] == "COMPLETED").all(), thumbs
+    cpus = sorted(thumbs["alloc"].str.extract(r"cpu=(\d+)")[0].astype(int))
+    assert cpus == [SHARDS - PER_JOB, PER_JOB], thumbs
+    assert not thumbs["alloc"].str.contains("gres/gpu").any(), thumbs
     others = jobs[~jobs["comment"].str.startswith("rule_embed_")]
     assert not others["alloc"].str.contains("gres/gpu").any(), others
     rules = {c.split("_wildcards")[0] for c in jobs["comment"]}
-    assert {"rule_ingest", "rule_thumbnails", "rule_merge_embeddings", "rule_reduce",
-            "rule_atlas", "rule_summary"} <= rules  # fmt: skip
+    assert {"rule_ingest", "rule_merge_embeddings", "rule_reduce", "rule_atlas",
+            "rule_summary"} <= rules  # fmt: skip
     assert "rule_sample" not in rules  # the plan drew the sample before any job
     atlas = pq.read_table(cluster.workdir / "results/atlas/atlas.parquet")
     assert atlas.num_rows == 60
@@ -224,10 +232,10 @@ def test_a_failed_shard_costs_only_itself(broken):
     # its job's other shards ran on and were kept (keep-going in the group, keep-incomplete)
     assert sorted(b.shards) == [0, 2, 3, 4, 5], b.out[-4000:]
     assert not list((broken.workdir / f"results/embeddings/{NEW}").glob("*shard-1*"))
-    # the job with shard 1 was retried with memory scaled by attempt (1500, 3000, 4500 MB)
+    # the job with shard 1 was retried (the test profile: once) with memory scaled by attempt
     embed = embed_jobs(b.jobs, NEW)
     failed = embed[embed["state"] == "FAILED"]
-    assert sorted(failed["req"].str.extract(r"mem=(\d+)M")[0].astype(int)) == [1500, 3000, 4500]
+    assert sorted(failed["req"].str.extract(r"mem=(\d+)M")[0].astype(int)) == [1500, 3000]
     assert (embed["state"] == "COMPLETED").sum() == 1, embed  # the other job, once
     # the models that were there are untouched
     for model, shards in broken.before.items():
@@ -268,12 +276,15 @@ def test_dry_run_plans_a_new_model_alone_in_packed_jobs(fixed):
         assert f"output: results/embeddings/{old}/shard" not in proc.stdout
 
 
-def test_test_profile_only_changes_partition_sizes_polling_and_packing():
+def test_test_profile_only_changes_partition_sizes_polling_retries_and_packing():
     main = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     test = yaml.safe_load((REPO / "tests/slurm/profile/config.yaml").read_text())
     sizes = {"slurm_partition", "mem_mb", "runtime", "cpus_per_task", "cpus_per_gpu"}
     polling = {"seconds-between-status-checks", "slurm-init-seconds-before-status-checks"}
-    assert set(test) <= {"default-resources", "set-resources", "group-components"} | polling
+    assert (
+        set(test) <= {"default-resources", "set-resources", "group-components", "retries"} | polling
+    )
+    assert 1 <= test["retries"] <= main["retries"]
     assert set(test["default-resources"]) <= sizes
     assert set(test["set-resources"]) == set(main["set-resources"])
     for rule, res in main["set-resources"].items():
@@ -282,6 +293,6 @@ def test_test_profile_only_changes_partition_sizes_polling_and_packing():
     assert main["set-resources"]["embed_shard"]["gpu"] == 1
     assert main["executor"] == "slurm" and main["retries"] >= 1 and main["keep-going"]
     # packing: shards of one model per job, one GPU a job, failed jobs' finished shards kept
-    assert main["groups"] == ["embed_shard=embed_{model}"]
+    assert main["groups"] == ["embed_shard=embed_{model}", "thumbnails=thumbnails"]
     assert main["resources"] == ["gpu=1"] and main["set-resource-scopes"] == ["gpu=local"]
     assert main["keep-incomplete"] and "slurm-array-jobs" not in main

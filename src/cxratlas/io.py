@@ -52,7 +52,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
     """Write `table` to `path` atomically, zstd-compressed."""
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, **parquet_options(table.schema))
+
+
+def parquet_options(schema: pa.Schema) -> dict:
+    """zstd, and dictionaries for every column but the vectors: float16 has only 65,536
+    values, so Arrow builds a dictionary for them, which made a 50k x 768 shard 2.6x slower
+    to write and 2x slower to read for no smaller a file."""
+    vectors = (pa.types.is_list, pa.types.is_fixed_size_list, pa.types.is_large_list)
+    coded = [f.name for f in schema if not any(is_(f.type) for is_ in vectors)]
+    return {"compression": "zstd", "use_dictionary": coded}
 
 
 def write_tsv(df, path: str | os.PathLike, **to_csv_kwargs) -> None:
@@ -273,7 +282,10 @@ def merge_shards(shard_paths: list[str], out_path: str) -> int:
     schema = widest.with_metadata({EMBEDDING_META_KEY: json.dumps(meta).encode()})
     seen: set[str] = set()
     rows = 0
-    with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+    with (
+        atomic_path(out_path) as tmp,
+        pq.ParquetWriter(tmp, schema, **parquet_options(schema)) as w,
+    ):
         for path in shard_paths:
             table = pq.read_table(path)
             if SOURCE_COLUMN in schema.names and SOURCE_COLUMN not in table.column_names:

@@ -5,8 +5,9 @@ against exact search in the original space (so PCA's loss and the index's both c
 `target_recall`, the effort rises step by step: HNSW `ef_search` or IVF `nprobe` double, and
 with PCA the refine factor too, then PCA is dropped and the index rebuilt on the full vectors;
 the cells probed (`cells.py`) rise by a quarter, each rung scored from where the sample's true
-neighbours lie, with no search. Until the target is met or the ladder's limits are reached,
-which is then an alert on the console and in the summary.
+neighbours lie, with no search, then are bisected back to the fewest that meet the target.
+Until the target is met or the ladder's limits are reached, which is then an alert on the
+console and in the summary.
 On clustered data with isotropic spread (each centre's points differ in all 768 dimensions),
 PCA to 128 and HNSW at ef 128 keep 19 % of the true neighbours; this is the guard against that.
 """
@@ -57,7 +58,7 @@ def ladder(s: KnnSettings, reduced: bool, method: str = "hnsw") -> list[Effort]:
     nprobe; exact search has none) and of the refine factor, up to the limits;
     with PCA, two doublings in the PCA space and then the same in the full space. Cells score
     every candidate in the full space, so their ladder is the probe's alone, in steps of a
-    quarter: each rung's cost is linear in the probe, so overshooting the target is paid in full."""
+    quarter (TunedSearch then bisects back to the fewest cells that meet the target)."""
     if method == "cells":  # rungs cost nothing to score (cells_recall): a fine ladder
         probes = [s.cell_probe]
         while probes[-1] < s.max_ef_search:
@@ -85,15 +86,13 @@ def ladder(s: KnnSettings, reduced: bool, method: str = "hnsw") -> list[Effort]:
 def cells_recall(cells, queries: np.ndarray, truth: np.ndarray, probe: int) -> float:
     """The recall@k that searching `cells` with `probe` gives the sample, without searching:
     the cells score every candidate exactly, so a true neighbour is found exactly when its cell
-    is among the `probe` nearest of the query's cell (ties between equal distances aside)."""
-    k, hits = truth.shape[1], 0
-    for start in range(0, len(queries), 256):  # a (queries, cells) rank table, 256 at a time
-        q, t = queries[start : start + 256], truth[start : start + 256]
-        table = cells.nearest[cells.cell_of[q], :probe]  # the cells probed, in order
-        rank = np.full((len(q), cells.cells), probe, np.int32)
-        np.put_along_axis(rank, table, np.arange(table.shape[1], dtype=np.int32)[None, :], 1)
-        found = (np.take_along_axis(rank, cells.cell_of[t], 1) < probe) & (t != q[:, None])
-        hits += int(np.minimum(found.sum(1), k - 1).sum())  # the query itself left out
+    is a partner of the query's cell (`CellIndex.partners`; ties between equal distances aside)."""
+    partners = cells.partners(probe)
+    q_cells = np.repeat(cells.cell_of[queries], truth.shape[1])
+    compared = np.asarray(partners[q_cells, cells.cell_of[truth.ravel()]]).reshape(truth.shape)
+    found = (compared != 0) & (truth != queries[:, None])
+    k = truth.shape[1]
+    hits = int(np.minimum(found.sum(1), k - 1).sum())  # the query itself left out
     return hits / (len(queries) * max(k - 1, 1))
 
 
@@ -113,6 +112,7 @@ class TunedSearch:
         self.truth = exact_search(Xn[self.queries], Xn, self.k, gpu)[1]
         self.indexes: dict[bool | str, object] = {}  # by space searched; cells
         self.tried: list[dict] = []
+        self.chosen_recall = 1.0  # the chosen effort's sample recall (untuned: not measured)
 
     def _search(self, rows: np.ndarray | None, e: Effort) -> tuple[np.ndarray, np.ndarray]:
         if self.method == "cells":
@@ -158,23 +158,44 @@ class TunedSearch:
         if (self.method == "exact" and not reduced) or self.s.target_recall <= 0:
             return steps[0]  # exact in the original space has recall 1; 0: no target
         margin = CELLS_MARGIN if self.method == "cells" else 0.0
+        need, below = min(self.s.target_recall + margin, 1.0), None
         for e in steps:
-            recall = self._sample_recall(e)
-            self.tried.append({"effort": e.describe(self.method), "sample_recall": recall})
-            log.info("kNN effort %s: sample recall %.3f", e.describe(self.method), recall)
-            if recall >= min(self.s.target_recall + margin, 1.0):
-                return e
+            self.chosen_recall = self._try(e)
+            if self.chosen_recall >= need:
+                return self._least_probe(below, e, need) if self.method == "cells" else e
+            below = e
         alert(log, "kNN recall %.3f stays below the target %.2f at the ladder's limit (%s); "
               "the map's neighbours are approximate: raise reduce.knn.max_ef_search or set "
               "reduce.knn.method: exact", self.tried[-1]["sample_recall"], self.s.target_recall,
               self.tried[-1]["effort"])  # fmt: skip
         return steps[-1]
 
+    def _try(self, e: Effort) -> float:
+        recall = self._sample_recall(e)
+        self.tried.append({"effort": e.describe(self.method), "sample_recall": recall})
+        log.info("kNN effort %s: sample recall %.3f", e.describe(self.method), recall)
+        return recall
+
+    def _least_probe(self, below: Effort | None, above: Effort, need: float) -> Effort:
+        """The fewest cells that meet `need`, bisected between the last rung below it and the
+        first above: the full search's cost is linear in the probe, and a probe's recall
+        costs nothing to score and only rises with it (its cells are a superset)."""
+        if below is None:  # the configured probe meets it: never fewer than configured
+            return above
+        lo, hi = below.nprobe, above.nprobe
+        recall = {hi: self.chosen_recall}
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            recall[mid] = self._try(replace(above, nprobe=mid))
+            lo, hi = (lo, mid) if recall[mid] >= need else (mid, hi)
+        self.chosen_recall = recall[hi]
+        return replace(above, nprobe=hi)
+
     def graph(self) -> tuple[np.ndarray, np.ndarray, str, dict]:
         """(indices, distances, method label, tuning report) of the full graph."""
         e = self.choose()
         idx, dist = self._search(None, e)
-        met = not self.tried or self.tried[-1]["sample_recall"] >= self.s.target_recall
+        met = self.chosen_recall >= self.s.target_recall
         report = {"target": self.s.target_recall, "met": met, "tried": self.tried,
                   "chosen": e.describe(self.method)}  # fmt: skip
         label = self.method + (f"+refine{e.refine}" if e.refine > 1 else "")

@@ -135,6 +135,8 @@ def test_cells_tuning_raises_the_probe_until_the_target():
     chosen = int(label.removeprefix("cells+probe"))
     assert probes[:4] == [1, 2, 3, 4] and report["met"] and recall[chosen] >= 0.96
     assert recall[chosen - 1] < 0.96  # the fewest cells that meet it, bisected if need be
+    wide = TunedSearch(X, Z, 15, replace(s, cell_probe=40), False, 0).graph()  # more than needed
+    assert wide[2] == label and (wide[0] == idx).all()  # bisected down to the same probe
     assert (idx[:, 0] == np.arange(len(X))).all() and (np.diff(dist, axis=1) >= -1e-6).all()
 
 

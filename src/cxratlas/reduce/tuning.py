@@ -177,12 +177,11 @@ class TunedSearch:
         return recall
 
     def _least_probe(self, below: Effort | None, above: Effort, need: float) -> Effort:
-        """The fewest cells that meet `need`, bisected between the last rung below it and the
-        first above: the full search's cost is linear in the probe, and a probe's recall
-        costs nothing to score and only rises with it (its cells are a superset)."""
-        if below is None:  # the configured probe meets it: never fewer than configured
-            return above
-        lo, hi = below.nprobe, above.nprobe
+        """The fewest cells that meet `need`, bisected between the last rung below it (or
+        none, where the configured probe meets it) and the first above: the full search's cost
+        is linear in the probe, and a probe's recall costs nothing to score and only rises
+        with it (its partner cells are a superset)."""
+        lo, hi = (below.nprobe if below else 0), above.nprobe  # 0: below every probe
         recall = {hi: self.chosen_recall}
         while hi - lo > 1:
             mid = (lo + hi) // 2

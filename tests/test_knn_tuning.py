@@ -12,7 +12,13 @@ import pytest
 from cxratlas.reduce.cells import CellIndex
 from cxratlas.reduce.knn import KnnSettings, exact_search, knn_recall, l2_normalise
 from cxratlas.reduce.torch_knn import torch_exact_knn
-from cxratlas.reduce.tuning import TunedSearch, cells_recall, ladder, sample_recall
+from cxratlas.reduce.tuning import (
+    BOTH_WAYS_PAIR_COST,
+    TunedSearch,
+    cells_recall,
+    ladder,
+    sample_recall,
+)
 
 
 def isotropic_centres(n: int, d: int, centres: int, seed: int = 0) -> np.ndarray:
@@ -107,6 +113,11 @@ def test_partner_cells_are_compared_both_ways_once(monkeypatch):
     assert (idx[:, 0] == np.arange(3000)).all() and (np.diff(dist, axis=1) >= -1e-6).all()
     rows = np.arange(5, 3000, 11)
     assert (cells.search(X, rows, 10, probe=3)[0] == idx[rows]).all()  # a sample agrees
+    one, _ = cells.search(X, None, 10, probe=3, both_ways=False)  # each cell's own 3 nearest
+    for q in rows:
+        cand = cells.members(cells.nearest[cells.cell_of[q], :3])
+        assert set(one[q]) == set(cand[np.argsort(-(X[cand] @ X[q]))[:10]]), q
+    assert (one[:, 0] == np.arange(3000)).all()
     monkeypatch.setattr("cxratlas.reduce.cells.CANDIDATE_BLOCK", 150)  # groups of 1-2 cells
     monkeypatch.setattr("cxratlas.reduce.cells.QUERY_BLOCK", 40)
     blocked = cells.search(X, None, 10, probe=3)
@@ -130,11 +141,19 @@ def test_cells_tuning_raises_the_probe_until_the_target():
     untuned = TunedSearch(X, Z, 15, replace(s, target_recall=0), False, 0).graph()
     idx, dist, label, report = TunedSearch(X, Z, 15, s, False, 0).graph()
     assert knn_recall(X, untuned[0], 500) < 0.6 <= 0.93 <= knn_recall(X, idx, 500)
-    probes = [int(t["effort"].split(", ")[1].split()[0]) for t in report["tried"]]
-    recall = {p: t["sample_recall"] for p, t in zip(probes, report["tried"], strict=True)}
+    tried = [(int(t["effort"].split(", ")[1].split()[0]), t["effort"].endswith("both ways"),
+              t["sample_recall"]) for t in report["tried"]]  # fmt: skip
+    recall = {(p, both): r for p, both, r in tried}
+    both = report["chosen"].endswith("both ways")
     chosen = int(label.removeprefix("cells+probe"))
-    assert probes[:4] == [1, 2, 3, 4] and report["met"] and recall[chosen] >= 0.96
-    assert recall[chosen - 1] < 0.96  # the fewest cells that meet it, bisected if need be
+    assert [p for p, b, _ in tried if not b][:4] == [1, 2, 3, 4] and {b for _, b, _ in tried} == {
+        False, True}  # fmt: skip
+    assert report["met"] and recall[chosen, both] >= 0.96
+    assert recall[chosen - 1, both] < 0.96  # the fewest cells that meet it, bisected if need be
+    least = {b: min(p for p, b_, r in tried if b_ == b and r >= 0.96) for b in (False, True)}
+    cells = TunedSearch(X, Z, 15, s, False, 0)._cells()
+    cost = {b: cells.pairs(least[b], b) * (BOTH_WAYS_PAIR_COST if b else 1) for b in least}
+    assert cost[both] <= cost[not both]  # the cheaper way, priced in pairs scored
     wide = TunedSearch(X, Z, 15, replace(s, cell_probe=40), False, 0).graph()  # more than needed
     assert wide[2] == label and (wide[0] == idx).all()  # bisected down to the same probe
     assert (idx[:, 0] == np.arange(len(X))).all() and (np.diff(dist, axis=1) >= -1e-6).all()

@@ -1,17 +1,22 @@
 """kNN in k-means cells, scored exactly by matrix products: the CPU search for large matrices.
 
 The vectors are partitioned into k-means cells of about `cell_size` vectors (clustered on the
-PCA space when there is one: the partition only decides which vectors are compared). Two cells
-are compared when either is among the `probe` cells nearest the other's centroid, and then
-exactly, in the full space, by one matrix product that serves both: its rows update the first
-cell's neighbours and its columns the second's (FAISS's heaps keep each vector's best k). Only a
-neighbour outside the compared cells can be missed, and the recall target raises `probe` until
-a query sample shows few enough are (tuning.py). Why not FAISS's indexes: at 100k x 768 on 2 cores
-HNSW on 128 PCA components took 37 s for recall 0.975 and an IVF scan 15 s for 0.978, where
-this takes 4 s for 0.98 — a matrix product keeps the cores busy, a one-query scan does not.
-Why both ways: at 1M on the isotropic generator, where a vector's neighbours are spread over
-most of its cluster's 40 cells, one-way probing needed 29 cells and 19G vector pairs for recall
-0.96 (260 s); compared both ways, 23 cells reach 0.965 with 10G pairs (156 s).
+PCA space when there is one: the partition only decides which vectors are compared), and each
+cell's vectors are compared, exactly and in the full space, with those of its partner cells:
+- one way, a cell's partners are the `probe` cells nearest its centroid, scored by FAISS's exact
+  search, one product per cell;
+- both ways, two cells are partners when either is among the other's `probe` nearest, and one
+  product serves the pair: its rows update the first cell's neighbours, its columns the
+  second's (FAISS's heaps keep each vector's best k).
+Only a neighbour outside the partner cells can be missed, and the recall target raises `probe`
+until a query sample shows few enough are; the tuner prices both ways and takes the cheaper
+(tuning.py). Both ways wins where a vector's neighbours are spread over many cells: at 1M on the
+isotropic generator (40 cells a cluster) one way needed 29 cells and 19G vector pairs for recall
+0.96 (260 s), both ways 23 cells and 10G pairs for 0.965 (156 s). Where few cells are probed
+they score about as many pairs, and one way costs less a pair (no columns to transpose and
+offer): at 100k, 3.6 s against 4.5 s. Why not FAISS's indexes: at 100k x 768 on 2 cores HNSW on
+128 PCA components took 37 s for recall 0.975 and an IVF scan 15 s for 0.978, where this takes
+4 s for 0.98 — a matrix product keeps the cores busy, a one-query scan does not.
 """
 
 from __future__ import annotations
@@ -65,33 +70,41 @@ class CellIndex:
     def members(self, cells: np.ndarray) -> np.ndarray:
         return np.concatenate([self.order[self.starts[c] : self.starts[c + 1]] for c in cells])
 
-    def partners(self, probe: int):
+    def partners(self, probe: int, both_ways: bool = True):
         """(cells x cells) sparse: the cells each cell is compared with: its `probe` nearest,
-        and every cell that has it among its `probe` nearest."""
+        and (both ways) every cell that has it among its `probe` nearest."""
         import scipy.sparse as sp
 
         near = self.nearest[:, : max(1, probe)]
         rows = np.repeat(np.arange(self.cells), near.shape[1])
-        one_way = sp.csr_matrix((np.ones(rows.size, np.int8), (rows, near.ravel())),
-                                shape=(self.cells, self.cells))  # fmt: skip
-        both = (one_way + one_way.T).tocsr()
-        both.sort_indices()
-        return both
+        out = sp.csr_matrix((np.ones(rows.size, np.int8), (rows, near.ravel())),
+                            shape=(self.cells, self.cells))  # fmt: skip
+        out = (out + out.T).tocsr() if both_ways else out
+        out.sort_indices()
+        return out
+
+    def pairs(self, probe: int, both_ways: bool) -> int:
+        """Vector pairs a search scores: one way, each cell with its partners; both ways,
+        each pair of partners once."""
+        sizes = np.diff(self.starts).astype(np.int64)
+        m = self.partners(probe, both_ways).tocoo()
+        keep = m.col >= m.row if both_ways else slice(None)
+        return int((sizes[m.row[keep]] * sizes[m.col[keep]]).sum())
 
     def search(
-        self, X: np.ndarray, rows: np.ndarray | None, k: int, probe: int
+        self, X: np.ndarray, rows: np.ndarray | None, k: int, probe: int, both_ways: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         """(indices, cosine distances) of the k nearest of L2-normalised X among the rows of
         each query's partner cells (`partners`), for the query rows `rows` (None: every row,
         each row's own index then first, as `knn.search_blocks` gives it); a query with fewer
         than k candidates is padded with itself at distance 2."""
         k = min(k, len(X))
-        if rows is None:
+        if rows is None and both_ways:
             return _search_all(self, X, k, probe)
-        queries = np.asarray(rows)
+        queries = np.arange(len(X)) if rows is None else np.asarray(rows)
         idx = np.empty((len(queries), k), np.int64)
         dist = np.empty((len(queries), k), np.float32)
-        partners = self.partners(probe)
+        partners = self.partners(probe, both_ways)
         where = np.argsort(self.cell_of[queries], kind="stable")  # queries grouped by cell
         cell_sorted = self.cell_of[queries][where]
         bounds = np.flatnonzero(np.diff(cell_sorted)) + 1
@@ -103,6 +116,8 @@ class CellIndex:
             for start in range(0, len(group), QUERY_BLOCK):
                 part = group[start : start + QUERY_BLOCK]
                 idx[part], dist[part] = _best(X, queries[part], cand, k)
+        if rows is None:
+            self_first(idx, dist)
         return idx, dist
 
     @property
@@ -223,13 +238,14 @@ def _offer_columns(heaps: _Heaps, S: np.ndarray, group, starts, a: int, rows: np
 def _in_input_order(positions: np.ndarray, sims: np.ndarray, order: np.ndarray):
     """Positions in cell order back to row indices, rows back to input order, the row itself
     first; a row with fewer than k candidates (a heap slot never filled) is padded with
-    itself at distance 2."""
-    empty = positions < 0
-    np.take(order, np.where(empty, 0, positions), out=positions)
-    positions[empty] = np.broadcast_to(order[:, None], positions.shape)[empty]
-    idx = np.empty_like(positions)
-    idx[order] = positions
-    dist = np.empty_like(sims)
-    dist[order] = np.clip(1.0 - np.where(empty, -1.0, sims), 0.0, 2.0)
+    itself at distance 2. In blocks of rows: full-size temporaries cost 0.1 x the matrix."""
+    idx, dist = np.empty_like(positions), np.empty_like(sims)
+    for start in range(0, len(order), QUERY_BLOCK * 64):
+        rows = order[start : start + QUERY_BLOCK * 64]  # the input rows of these positions
+        found = positions[start : start + len(rows)]
+        empty = found < 0
+        idx[rows] = np.where(empty, rows[:, None], order[np.where(empty, 0, found)])
+        sims_ = np.where(empty, -1.0, sims[start : start + len(rows)])
+        dist[rows] = np.clip(1.0 - sims_, 0.0, 2.0)
     self_first(idx, dist)
     return idx, dist

@@ -13,10 +13,11 @@ from cxratlas.reduce.cells import CellIndex
 from cxratlas.reduce.knn import KnnSettings, exact_search, knn_recall, l2_normalise
 from cxratlas.reduce.torch_knn import torch_exact_knn
 from cxratlas.reduce.tuning import (
-    BOTH_WAYS_PAIR_COST,
+    BOTH_WAYS_SAVING,
     TunedSearch,
     cells_recall,
     ladder,
+    priced_ns,
     sample_recall,
 )
 
@@ -152,11 +153,20 @@ def test_cells_tuning_raises_the_probe_until_the_target():
     assert recall[chosen - 1, both] < 0.96  # the fewest cells that meet it, bisected if need be
     least = {b: min(p for p, b_, r in tried if b_ == b and r >= 0.96) for b in (False, True)}
     cells = TunedSearch(X, Z, 15, s, False, 0)._cells()
-    cost = {b: cells.pairs(least[b], b) * (BOTH_WAYS_PAIR_COST if b else 1) for b in least}
-    assert cost[both] <= cost[not both]  # the cheaper way, priced in pairs scored
+    cost = {b: priced_ns(cells, least[b], b, 15) for b in least}
+    assert both == (cost[True] < (1 - BOTH_WAYS_SAVING) * cost[False])  # the cheaper way
     wide = TunedSearch(X, Z, 15, replace(s, cell_probe=40), False, 0).graph()  # more than needed
     assert wide[2] == label and (wide[0] == idx).all()  # bisected down to the same probe
     assert (idx[:, 0] == np.arange(len(X))).all() and (np.diff(dist, axis=1) >= -1e-6).all()
+
+
+def test_both_ways_is_priced_cheaper_only_where_rows_see_many_candidates():
+    X = isotropic_centres(8000, 32, 2)  # 2 centres, 80 cells of 100
+    cells = CellIndex.build(X, cell_size=100, max_probe=80, seed=0)
+    few, many = priced_ns(cells, 2, True, 15), priced_ns(cells, 40, True, 15)
+    assert few / cells.pairs(2, True) > many / cells.pairs(40, True) > 14.4  # ns a pair
+    assert priced_ns(cells, 40, False, 15) == cells.pairs(40, False) * 11.0
+    assert cells.pairs(40, True) < cells.pairs(40, False)  # a pair scored once, not twice
 
 
 def test_a_rungs_recall_is_what_searching_with_it_gives():

@@ -100,8 +100,24 @@ def cells_recall(
     return hits / (len(queries) * max(k - 1, 1))
 
 
-BOTH_WAYS_PAIR_COST = 1.3  # a pair scored both ways costs this many one-way pairs: at 1M on 2
-# cores, 15.6 ns against 12.0 (each product is read a second time, by columns, transposed)
+# What a search scores costs, in ns a vector pair on 2 cores (one 768-d product and its heap
+# offers), fitted to searches measured at 100k and 1M on both benchmark generators: one way
+# 10.2-11.9 ns; both ways 15.6 ns where each row is offered 20k candidates, 27.4 where 2.4k, as
+# each of the two offers replaces a heap entry the more often the fewer candidates there are.
+ONE_WAY_NS, BOTH_WAYS_NS, HEAP_REPLACE_NS = 11.0, 14.4, 200.0
+BOTH_WAYS_SAVING = 0.15  # both ways only where priced this much cheaper: the fit's error
+
+
+def priced_ns(cells, probe: int, both_ways: bool, k: int) -> float:
+    """The priced cost of a full cells search with `probe` (see ONE_WAY_NS)."""
+    pairs = cells.pairs(probe, both_ways)
+    if not both_ways:
+        return pairs * ONE_WAY_NS
+    offered = max(2.0 * pairs / max(len(cells.order), 1), k + 1.0)  # candidates a row
+    replaced = min(2.0 * k * math.log(offered / k) / offered, 2.0)  # heap entries replaced a pair
+    return pairs * (BOTH_WAYS_NS + HEAP_REPLACE_NS * replaced)
+
+
 CELLS_MARGIN = 0.01  # the chosen probe's sample recall clears the target by this: the rungs
 # are close together and the summary's recall is measured on another sample
 
@@ -181,25 +197,26 @@ class TunedSearch:
         return steps[-1]
 
     def _cheaper_cells(self, steps: list[Effort], need: float) -> Effort | None:
-        """The fewest cells that meet `need` one way and both ways, whichever scores its pairs
-        for less (BOTH_WAYS_PAIR_COST); None where neither meets it."""
-        met = []
+        """The fewest cells that meet `need` one way and both ways, whichever is priced lower
+        (`priced_ns`; both ways by BOTH_WAYS_SAVING); None where neither meets it."""
+        met = {}
         for both in (False, True):
             below = None
             for e in (replace(step, both_ways=both) for step in steps):
                 self.chosen_recall = self._try(e)
                 if self.chosen_recall >= need:
                     e = self._least_probe(below, e, need)
-                    cost = self._cells().pairs(e.nprobe, both) * (
-                        BOTH_WAYS_PAIR_COST if both else 1
-                    )
-                    met.append((cost, not both, e, self.chosen_recall))  # a tie: one way
+                    met[both] = (priced_ns(self._cells(), e.nprobe, both, self.k), e,
+                                 self.chosen_recall)  # fmt: skip
                     break
                 below = e
         if not met:
             self.chosen_recall = self.tried[-1]["sample_recall"]
             return None
-        *_, e, self.chosen_recall = min(met, key=lambda m: m[:2])
+        both = True in met and (
+            False not in met or met[True][0] < (1 - BOTH_WAYS_SAVING) * met[False][0]
+        )
+        _, e, self.chosen_recall = met[both]
         return e
 
     def _try(self, e: Effort) -> float:

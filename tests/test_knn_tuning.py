@@ -98,13 +98,13 @@ def test_cells_probing_every_cell_is_exact_search():
 def test_partner_cells_are_compared_both_ways_once(monkeypatch):
     X = isotropic_centres(3000, 32, 6)
     cells = CellIndex.build(X, cell_size=100, max_probe=64, seed=0)
-    partners = cells.partners(3)
+    partners = cells.partners(3, both_ways=True)
     assert (partners != partners.T).nnz == 0  # a pair is compared for both its cells
     one_way = {(a, int(b)) for a in range(cells.cells) for b in cells.nearest[a, :3]}
     pairs = zip(*partners.nonzero(), strict=True)
     reverse_only = [(a, b) for a, b in pairs if (a, b) not in one_way]
     assert reverse_only  # so both ways finds more than each cell's own probe
-    idx, dist = cells.search(X, None, 10, probe=3)
+    idx, dist = cells.search(X, None, 10, probe=3, both_ways=True)
     for q in range(0, 3000, 7):  # each row's exact 10 nearest among its partners' rows
         c = cells.cell_of[q]
         cand = cells.members(partners.indices[partners.indptr[c] : partners.indptr[c + 1]])
@@ -113,7 +113,7 @@ def test_partner_cells_are_compared_both_ways_once(monkeypatch):
         assert np.abs(np.sort(1 - dist[q]) - np.sort(sims)[-10:]).max() < 1e-5
     assert (idx[:, 0] == np.arange(3000)).all() and (np.diff(dist, axis=1) >= -1e-6).all()
     rows = np.arange(5, 3000, 11)
-    assert (cells.search(X, rows, 10, probe=3)[0] == idx[rows]).all()  # a sample agrees
+    assert (cells.search(X, rows, 10, 3, both_ways=True)[0] == idx[rows]).all()  # a sample agrees
     one, _ = cells.search(X, None, 10, probe=3, both_ways=False)  # each cell's own 3 nearest
     for q in rows:
         cand = cells.members(cells.nearest[cells.cell_of[q], :3])
@@ -121,14 +121,14 @@ def test_partner_cells_are_compared_both_ways_once(monkeypatch):
     assert (one[:, 0] == np.arange(3000)).all()
     monkeypatch.setattr("cxratlas.reduce.cells.CANDIDATE_BLOCK", 150)  # groups of 1-2 cells
     monkeypatch.setattr("cxratlas.reduce.cells.QUERY_BLOCK", 40)
-    blocked = cells.search(X, None, 10, probe=3)
+    blocked = cells.search(X, None, 10, probe=3, both_ways=True)
     assert (blocked[0] == idx).all() and np.abs(blocked[1] - dist).max() < 1e-5
 
 
 def test_a_row_with_fewer_candidates_than_k_is_padded_with_itself():
     X = isotropic_centres(60, 8, 3)
     cells = CellIndex.build(X, cell_size=20, max_probe=4, seed=0)
-    idx, dist = cells.search(X, None, 40, probe=1)  # its own cell only: about 20 rows
+    idx, dist = cells.search(X, None, 40, probe=1, both_ways=True)  # own cell: about 20 rows
     size = np.diff(cells.starts)[cells.cell_of]
     for q in range(60):
         assert (idx[q, size[q] :] == q).all() and (dist[q, size[q] :] == 2.0).all()

@@ -70,7 +70,7 @@ class CellIndex:
     def members(self, cells: np.ndarray) -> np.ndarray:
         return np.concatenate([self.order[self.starts[c] : self.starts[c + 1]] for c in cells])
 
-    def partners(self, probe: int, both_ways: bool = True):
+    def partners(self, probe: int, both_ways: bool = False):
         """(cells x cells) sparse: the cells each cell is compared with: its `probe` nearest,
         and (both ways) every cell that has it among its `probe` nearest."""
         import scipy.sparse as sp
@@ -92,7 +92,7 @@ class CellIndex:
         return int((sizes[m.row[keep]] * sizes[m.col[keep]]).sum())
 
     def search(
-        self, X: np.ndarray, rows: np.ndarray | None, k: int, probe: int, both_ways: bool = True
+        self, X: np.ndarray, rows: np.ndarray | None, k: int, probe: int, both_ways: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """(indices, cosine distances) of the k nearest of L2-normalised X among the rows of
         each query's partner cells (`partners`), for the query rows `rows` (None: every row,
@@ -193,7 +193,7 @@ def _search_all(cells: CellIndex, X: np.ndarray, k: int, probe: int):
     """Every row's k nearest among its partner cells, each pair of partners scored once.
     Cells go in order; a cell is multiplied with its partners numbered after it (and itself),
     a group of partners at a time (CANDIDATE_BLOCK rows), its rows in QUERY_BLOCK blocks."""
-    partners, starts, order = cells.partners(probe), cells.starts, cells.order
+    partners, starts, order = cells.partners(probe, True), cells.starts, cells.order
     heaps = _Heaps(len(X), k)
     for a in range(cells.cells):
         later = partners.indices[partners.indptr[a] : partners.indptr[a + 1]]

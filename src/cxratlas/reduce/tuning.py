@@ -42,7 +42,7 @@ class Effort:
     ef: int
     nprobe: int
     refine: int
-    both_ways: bool = True  # cells: partner cells compared both ways (cells.py)
+    both_ways: bool = False  # cells: partner cells compared both ways (cells.py) or one way
 
     def describe(self, method: str) -> str:
         space = "PCA space" if self.reduced else "full space"
@@ -86,7 +86,7 @@ def ladder(s: KnnSettings, reduced: bool, method: str = "hnsw") -> list[Effort]:
 
 
 def cells_recall(
-    cells, queries: np.ndarray, truth: np.ndarray, probe: int, both_ways: bool = True
+    cells, queries: np.ndarray, truth: np.ndarray, probe: int, both_ways: bool = False
 ) -> float:
     """The recall@k that searching `cells` with `probe` gives the sample, without searching:
     the cells score every candidate exactly, so a true neighbour is found exactly when its cell

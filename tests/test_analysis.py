@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from cxratlas.analysis.enrichment import describe_groups, enrichment, model_groups
-from cxratlas.analysis.probes import finding_labels, patient_folds, probe_auroc
+from cxratlas.analysis.metrics import auroc, macro_auroc, mae
+from cxratlas.analysis.probes import (
+    finding_labels,
+    patient_bootstrap_ci,
+    patient_folds,
+    probe_auroc,
+    resample_weights,
+)
 
 
 def _patients(n_patients=120, per=3, seed=0):
@@ -36,6 +43,42 @@ def test_probe_finds_a_planted_signal_and_not_a_shuffled_one():
     shuffled = np.repeat(rng.permutation(y[::3]), 3)
     null = probe_auroc(X, shuffled, groups, folds=5, bootstrap=300, seed=0)
     assert abs(null["auroc"] - 0.5) < 0.12 and null["ci_low"] < 0.5 < null["ci_high"]
+
+
+def _ci_one_resample_at_a_time(y, score, groups, bootstrap, seed, metric):
+    """The bootstrap as written out: draw patients, gather their rows, score the copy."""
+    rng = np.random.default_rng(seed)
+    patients, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == p) for p in range(len(patients))]
+    boots = []
+    for _ in range(bootstrap):
+        pick = np.concatenate([members[p] for p in rng.integers(0, len(patients), len(patients))])
+        value = metric(y[pick], score[pick])
+        if not np.isnan(value):
+            boots.append(value)
+    return tuple(np.percentile(boots, [2.5, 97.5]))
+
+
+@pytest.mark.parametrize("metric", [auroc, macro_auroc, mae])
+def test_bootstrap_ci_scores_resamples_as_weights_and_equals_copying_rows(metric):
+    rng = np.random.default_rng(4)
+    groups = rng.integers(0, 70, 200)  # patients with 0 to 8 images
+    if metric is auroc:  # rare positives: some resamples have none and are left out
+        y = (rng.random(200) < 0.04).astype(int)
+        score = np.round(rng.random(200) + y, 1)  # ties, which count half
+    elif metric is macro_auroc:
+        y = rng.integers(0, 4, 200)
+        y[y == 3] = rng.choice([0, 3], (y == 3).sum(), p=[0.9, 0.1])  # a class often absent
+        score = np.round(rng.dirichlet(np.ones(4), 200), 2)
+    else:
+        y, score = rng.normal(60, 15, 200), rng.normal(60, 5, 200)
+    blocks = list(resample_weights(groups, 300, 1, cells=200 * 70))
+    assert len(blocks) > 1  # smaller blocks draw the same resamples
+    assert (np.concatenate(blocks) == np.concatenate(list(resample_weights(groups, 300, 1)))).all()
+    fast = patient_bootstrap_ci(y, score, groups, 300, 1, metric)
+    slow = _ci_one_resample_at_a_time(y, score, groups, 300, 1, metric)
+    assert fast == pytest.approx(slow, abs=1e-12)
+    assert fast[0] < metric(y, score) < fast[1]
 
 
 def test_patient_memorisation_does_not_leak():

@@ -1,5 +1,7 @@
 """Metrics the audit computes many times (inside bootstraps): rank AUROC, macro one-vs-rest
-AUROC, MAE; and out-of-fold predictions for multi-class and numeric targets."""
+AUROC, MAE, each also over a matrix of resample weights (`WEIGHTED`: one bootstrap resample a
+row, how often each image was drawn); and out-of-fold predictions for multi-class and numeric
+targets."""
 
 from __future__ import annotations
 
@@ -30,6 +32,44 @@ def mae(y: np.ndarray, pred: np.ndarray) -> float:
     return (
         float(np.mean(np.abs(np.asarray(y, float) - np.asarray(pred, float)))) if len(y) else np.nan
     )
+
+
+def auroc_weighted(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`auroc` of each resample (row of `weights`, B x n: how often each row was drawn) at once:
+    the Mann-Whitney sum over the scores sorted once, with each resample's weights in place of
+    repeated rows (ties count half, as in ranks); NaN where a resample lacks a class."""
+    y = np.asarray(y).astype(bool)
+    order = np.argsort(score, kind="stable")
+    ranked = np.asarray(score)[order]
+    ties = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # first row of each value
+    w = np.asarray(weights, np.float64)[:, order]
+    pos = np.add.reduceat(w * y[order], ties, axis=1)
+    neg = np.add.reduceat(w * ~y[order], ties, axis=1)
+    below = np.cumsum(neg, axis=1) - neg  # negative weight under each value
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = (pos * (below + 0.5 * neg)).sum(1) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), value, np.nan)
+
+
+def macro_auroc_weighted(y: np.ndarray, proba: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`macro_auroc` of each resample (row of `weights`)."""
+    k = proba.shape[1]
+    values = np.stack([auroc_weighted(y == c, proba[:, c], weights) for c in range(k)], axis=1)
+    present = (~np.isnan(values)).sum(1)
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(np.where(present[:, None] > 0, values, 0.0), axis=1)
+    return np.where((present >= 2) | ((k == 2) & (present > 0)), mean, np.nan)
+
+
+def mae_weighted(y: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`mae` of each resample (row of `weights`)."""
+    err = np.abs(np.asarray(y, float) - np.asarray(pred, float))
+    return (weights @ err) / weights.sum(1)
+
+
+# the resample form of each metric a bootstrap CI is computed for (probes.patient_bootstrap_ci)
+WEIGHTED = {auroc: auroc_weighted, macro_auroc: macro_auroc_weighted, mae: mae_weighted}
 
 
 def oof_proba(X: np.ndarray, codes: np.ndarray, fold: np.ndarray, n_classes: int) -> np.ndarray:

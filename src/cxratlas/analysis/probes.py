@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxratlas.analysis.metrics import WEIGHTED, auroc
+
 log = logging.getLogger(__name__)
 
 
@@ -35,12 +37,6 @@ def max_folds(y: np.ndarray, groups: np.ndarray, folds: int) -> int:
     classes = np.unique(y)
     per_class = [len(np.unique(groups[y == c])) for c in classes]
     return min([folds, *per_class]) if len(classes) > 1 else 0
-
-
-def _auroc(y: np.ndarray, score: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
 
 
 def oof_scores(X: np.ndarray, y: np.ndarray, fold: np.ndarray, C: float = 1.0) -> np.ndarray:
@@ -66,20 +62,31 @@ def patient_bootstrap_ci(
     seed: int,
     metric=None,
 ) -> tuple[float, float]:
-    """95% CI of `metric(y, score)` (default AUROC), resampling patients (all of a patient's
-    images together); resamples where the metric is undefined are left out."""
-    metric = metric or _auroc
+    """95% CI of `metric(y, score)` (default AUROC; one of `metrics.WEIGHTED`), resampling
+    patients (all of a patient's images together); resamples where the metric is undefined are
+    left out. Each resample is a row of draw counts, and blocks of them are scored at once."""
+    weighted = WEIGHTED[metric or auroc]
+    boots = np.concatenate([np.empty(0)] + [
+        weighted(y, score, w) for w in resample_weights(groups, bootstrap, seed)
+    ])  # fmt: skip
+    boots = boots[~np.isnan(boots)]
+    low, high = np.percentile(boots, [2.5, 97.5]) if len(boots) else (np.nan, np.nan)
+    return float(low), float(high)
+
+
+def resample_weights(groups: np.ndarray, bootstrap: int, seed: int, cells: int = 2**22):
+    """Blocks of patient-bootstrap resamples (at most `cells` numbers each): a row per resample,
+    how often each image was drawn, its patient drawn with replacement as often as there are
+    patients. The draws are those of drawing the resamples one at a time."""
     rng = np.random.default_rng(seed)
     patients, inverse = np.unique(groups, return_inverse=True)
-    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
-    boots = []
-    for _ in range(bootstrap):
-        pick = np.concatenate([members[p] for p in rng.integers(0, len(patients), len(patients))])
-        value = metric(y[pick], score[pick])
-        if not np.isnan(value):
-            boots.append(value)
-    low, high = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
-    return float(low), float(high)
+    n = len(patients)
+    block = max(1, cells // max(n, len(inverse)))
+    for start in range(0, bootstrap, block):
+        rows = min(block, bootstrap - start)
+        draws = rng.integers(0, n, (rows, n)) + n * np.arange(rows)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n)
+        yield counts[:, inverse]
 
 
 def probe_auroc(
@@ -98,7 +105,7 @@ def probe_auroc(
         return {"auroc": np.nan, "ci_low": np.nan, "ci_high": np.nan, "folds": folds}
     score = oof_scores(X, y, patient_folds(groups, y, folds, seed), C)
     low, high = patient_bootstrap_ci(y, score, groups, bootstrap, seed)
-    return {"auroc": _auroc(y, score), "ci_low": low, "ci_high": high, "folds": folds}
+    return {"auroc": auroc(y, score), "ci_low": low, "ci_high": high, "folds": folds}
 
 
 def patient_groups(manifest: pd.DataFrame, ids: pd.Index) -> pd.Series:

@@ -3,6 +3,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
+# pytest-xdist workers: on 2 cores, one mostly waits on the Slurm cluster while two compute
+TEST_WORKERS ?= 3
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: setup demo test test-fast lint clean
 
@@ -24,10 +27,10 @@ demo: setup
 	@echo "Atlas: results/atlas/atlas.parquet  (open it: .venv/bin/cxr-atlas view)"
 
 test: setup
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-fast: setup
-	$(PY) -m pytest -m "not workflow or smoke"
+	$(PYTEST) -m "not workflow or smoke"
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -34,7 +34,7 @@ class KnnSettings:
     method: str = "auto"  # auto | exact | cells | hnsw | ivf
     exact_max: int = 50_000
     cell_size: int = 500  # cells: vectors per k-means cell
-    cell_probe: int = 4  # cells: each cell is compared with this many nearest, both ways
+    cell_probe: int = 4  # cells: each cell is compared with this many nearest (tuned up or down)
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 128

@@ -194,7 +194,8 @@ class TunedSearch:
               "the map's neighbours are approximate: raise reduce.knn.max_ef_search or set "
               "reduce.knn.method: exact", self.tried[-1]["sample_recall"], self.s.target_recall,
               self.tried[-1]["effort"])  # fmt: skip
-        return steps[-1]
+        # the last effort tried, whose recall was reported: for cells, the most cells both ways
+        return replace(steps[-1], both_ways=True) if self.method == "cells" else steps[-1]
 
     def _cheaper_cells(self, steps: list[Effort], need: float) -> Effort | None:
         """The fewest cells that meet `need` one way and both ways, whichever is priced lower

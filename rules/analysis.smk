@@ -108,6 +108,8 @@ rule probes:
         manifest="results/manifest.parquet",
     output:
         table="results/analysis/probes/probes.parquet",
+        scores="results/analysis/probes/scores.parquet",
+        differences="results/analysis/probes/differences.parquet",
         figure=report(
             "results/analysis/probes/probes.png",
             caption="../report/probes.rst",

@@ -175,7 +175,9 @@ def test_a_probe_with_too_few_positives_is_a_row_that_says_why_and_a_figure(tmp_
     )
     manifest = pd.DataFrame({"image_id": ids, "pneumonia": pd.array([1] * 3 + [0] * 27, "Int8")})
     write_manifest(ManifestColumns(findings=("pneumonia",)).tag(manifest), tmp_path / "m.parquet")
-    table = run_probes({"m": str(tmp_path / "e.parquet")}, str(tmp_path / "m.parquet"))
+    run = run_probes({"m": str(tmp_path / "e.parquet")}, str(tmp_path / "m.parquet"))
+    table = run.table
+    assert run.scores.empty  # a skipped probe has no scores
     row = table.set_index(["finding", "model"]).loc[("pneumonia", "m")]
     assert row["status"] == "skipped" and np.isnan(row["auroc"])
     assert (row["n"], row["positives"], row["patients"]) == (30, 3, 30)
@@ -203,3 +205,72 @@ def test_cluster_names_say_what_a_planted_cluster_is_made_of():
     assert names["c0"] == f"c0 · LATERAL · site B 80% · effusion ×{inside / outside:.1f}"
     assert names["c1"] == "c1 · mixed" and names["noise"] == "noise"
     assert label_column(cluster[[0, 60, 199]], names) == [names["c0"], names["c1"], "noise"]
+
+
+def _scores(y, patients, **models):
+    """The probes' scores table for planted per-model scores of the same images."""
+    ids = [f"i{i}" for i in range(len(y))]
+    frames = [pd.DataFrame({"finding": "f", "model": m, "image_id": ids, "label": y, "score": s,
+                            "fold": 0}) for m, s in models.items()]  # fmt: skip
+    groups = pd.Series(patients, index=ids).astype(str)
+    probes = pd.DataFrame([{"finding": "f", "model": m, "ci_low": 0.6} for m in models])
+    return pd.concat(frames, ignore_index=True), probes, groups
+
+
+def test_paired_differences_separate_a_planted_gap_and_not_two_equal_models():
+    """a sees the finding clearly, b faintly, a2 as clearly as a with its own noise: a beats b
+    (both orders of the pair give a as model_a), a and a2 are not told apart."""
+    from cxratlas.analysis.probe_differences import paired_differences
+
+    rng = np.random.default_rng(0)
+    n = 600
+    y = rng.integers(0, 2, n)
+    patients = np.arange(n) // 2
+    scores, probes, groups = _scores(y, patients, b=0.4 * y + rng.normal(size=n),
+                                     a=1.5 * y + rng.normal(size=n),
+                                     a2=1.5 * y + rng.normal(size=n))  # fmt: skip
+    table = paired_differences(scores, probes, groups, bootstrap=500, seed=0)
+    pair = table.set_index(["model_a", "model_b"])
+    ab = pair.loc[("a", "b")]
+    assert ab["difference"] == pytest.approx(auroc(y, scores.score[scores.model == "a"].to_numpy())
+                                             - auroc(y, scores.score[scores.model == "b"]
+                                                     .to_numpy()))  # fmt: skip
+    assert ab["separated"] and ab["ci_low"] > 0.1 and ab["p_adjusted"] < 0.01
+    same = table[table.model_a.isin(["a", "a2"]) & table.model_b.isin(["a", "a2"])].iloc[0]
+    assert not same["separated"] and same["ci_low"] < 0 < same["ci_high"]
+    assert (table["p_adjusted"] >= table["p_value"]).all()
+
+
+def test_paired_differences_claim_nothing_on_shuffled_labels_or_below_chance():
+    """The null: labels shuffled after the models scored them; and a probe at chance is never
+    the better model of a claimed difference, however the bootstrap falls."""
+    from cxratlas.analysis.probe_differences import paired_differences
+
+    rng = np.random.default_rng(1)
+    n = 400
+    y = rng.integers(0, 2, n)
+    a, b = 1.5 * y + rng.normal(size=n), 0.3 * y + rng.normal(size=n)
+    shuffled = rng.permutation(y)
+    scores, probes, groups = _scores(shuffled, np.arange(n), a=a, b=b)
+    assert not paired_differences(scores, probes, groups, 300, 0)["separated"].any()
+    scores, probes, groups = _scores(y, np.arange(n), a=a, b=b)
+    probes["ci_low"] = 0.45  # both probes' CIs reach chance
+    table = paired_differences(scores, probes, groups, 300, 0)
+    assert table["p_adjusted"].iloc[0] < 0.01 and not table["separated"].any()
+
+
+def test_paired_bootstrap_is_narrower_than_two_separate_cis_when_errors_are_shared():
+    """Two models that fail on the same hard images: their difference varies far less across
+    resamples than either AUROC does, which two overlapping CIs would hide."""
+    from cxratlas.analysis.probe_differences import paired_differences, resampled_aurocs
+
+    rng = np.random.default_rng(2)
+    n = 500
+    y = rng.integers(0, 2, n)
+    hard = rng.normal(size=n) * 1.2
+    a, b = 1.2 * y + hard + 0.2 * rng.normal(size=n), y + hard + 0.2 * rng.normal(size=n)
+    boots = resampled_aurocs(y, {"a": a, "b": b}, np.arange(n), 400, 0)
+    assert np.std(boots["a"] - boots["b"]) < 0.5 * np.std(boots["a"])
+    scores, probes, groups = _scores(y, np.arange(n), a=a, b=b)
+    row = paired_differences(scores, probes, groups, 400, 0).iloc[0]
+    assert row["model_a"] == "a" and row["separated"]

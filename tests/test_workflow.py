@@ -160,7 +160,8 @@ def test_analyses_track_the_planted_truth(demo_run):
     # one shuffle's AUROC spreads widely (0.39-0.64 over five seeds here): average five
     nulls = [
         run_probes(emb, str(demo_run / "results/manifest.parquet"), ["cardiomegaly"],
-                   ProbeSettings(bootstrap=20, seed=seed), shuffle_labels=True)["auroc"].iloc[0]
+                   ProbeSettings(bootstrap=20, seed=seed), shuffle_labels=True).table["auroc"]
+        .iloc[0]
         for seed in range(5)
     ]  # fmt: skip
     assert abs(np.mean(nulls) - 0.5) < 0.08, nulls

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from cxratlas.analysis.metrics import bh_adjust
 from cxratlas.analysis.naming import cluster_names
 from cxratlas.subgroups import BUILT_IN, age_band, subgroup_frame
 
@@ -31,16 +32,6 @@ def model_groups(reduced: pd.DataFrame, outlier_quantile: float = 0.95) -> dict[
     score = reduced["outlier"].to_numpy()
     groups["outliers"] = score > np.quantile(score, outlier_quantile)
     return groups
-
-
-def _bh(p: np.ndarray) -> np.ndarray:
-    from scipy.stats import false_discovery_control
-
-    out = np.full(len(p), np.nan)
-    ok = ~np.isnan(p)
-    if ok.any():
-        out[ok] = false_discovery_control(p[ok], method="bh")
-    return out
 
 
 MAX_LEVELS = 20  # values of one attribute tested, most common first
@@ -99,7 +90,7 @@ def enrichment(
             )
     table = pd.DataFrame(rows)
     if len(table):
-        table["p_adjusted"] = _bh(table["p_value"].to_numpy(float))
+        table["p_adjusted"] = bh_adjust(table["p_value"].to_numpy(float))
     return table
 
 

@@ -57,6 +57,19 @@ def mae_weighted(y: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> np.nda
     return (weights @ err) / weights.sum(1)
 
 
+def bh_adjust(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values; NaN (an untestable row) stays NaN and is not
+    counted among the tests."""
+    from scipy.stats import false_discovery_control
+
+    p = np.asarray(p, float)
+    out = np.full(len(p), np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = false_discovery_control(p[ok], method="bh")
+    return out
+
+
 # the resample form of each metric a bootstrap CI is computed for (probes.patient_bootstrap_ci)
 WEIGHTED = {auroc: auroc_weighted, macro_auroc: macro_auroc_weighted, mae: mae_weighted}
 

@@ -89,6 +89,18 @@ def resample_weights(groups: np.ndarray, bootstrap: int, seed: int, cells: int =
         yield counts[:, inverse]
 
 
+def probe_scores(
+    X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5, seed: int = 0, C: float = 1.0
+) -> tuple[np.ndarray | None, int]:
+    """(out-of-fold scores, folds) of a logistic-regression probe on patient-level folds; the
+    scores are None where fewer than two folds keep every class in training."""
+    y = np.asarray(y, np.int64)
+    folds = max_folds(y, np.asarray(groups), folds)
+    if folds < 2:
+        return None, folds
+    return oof_scores(X, y, patient_folds(groups, y, folds, seed), C), folds
+
+
 def probe_auroc(
     X: np.ndarray,
     y: np.ndarray,
@@ -99,11 +111,9 @@ def probe_auroc(
     C: float = 1.0,
 ) -> dict[str, float]:
     """Out-of-fold AUROC of a logistic-regression probe, with a patient-bootstrap 95% CI."""
-    y = np.asarray(y, np.int64)
-    folds = max_folds(y, np.asarray(groups), folds)
-    if folds < 2:
+    score, folds = probe_scores(X, y, groups, folds, seed, C)
+    if score is None:
         return {"auroc": np.nan, "ci_low": np.nan, "ci_high": np.nan, "folds": folds}
-    score = oof_scores(X, y, patient_folds(groups, y, folds, seed), C)
     low, high = patient_bootstrap_ci(y, score, groups, bootstrap, seed)
     return {"auroc": auroc(y, score), "ci_low": low, "ci_high": high, "folds": folds}
 
@@ -173,15 +183,29 @@ def common_embeddings(embeddings: dict[str, str]) -> tuple[dict[str, tuple], pd.
     return loaded, common
 
 
+SCORE_COLUMNS = ["finding", "model", "image_id", "label", "score", "fold"]
+
+
+@dataclass
+class ProbeRun:
+    """The probes' table (one row per finding and model) and every probe's out-of-fold scores
+    (`SCORE_COLUMNS`: one row per finding, model and image), which the paired model
+    comparison and, as a classifier of their own, the error slices read."""
+
+    table: pd.DataFrame
+    scores: pd.DataFrame
+
+
 def run_probes(
     embeddings: dict[str, str],
     manifest_path: str,
     findings: list[str] | None = None,
     settings: ProbeSettings | None = None,
     shuffle_labels: bool = False,
-) -> pd.DataFrame:
-    """One row per (finding, model). `shuffle_labels` permutes labels across patients: the
-    chance-level control."""
+) -> ProbeRun:
+    """One row per (finding, model), and the scores behind it. Every model's probe of a
+    finding sees the same images, labels and patient folds, so two models' scores pair image
+    by image. `shuffle_labels` permutes labels across patients: the chance-level control."""
     from cxratlas.io import read_manifest
 
     s = settings or ProbeSettings()
@@ -194,7 +218,7 @@ def run_probes(
     loaded, common = common_embeddings(embeddings)
     if "patient_id" not in manifest:
         log.warning("no patient_id column: folds split images, not patients (optimistic AUROC)")
-    rows = []
+    rows, scores = [], []
     for finding in findings:
         labels = finding_labels(manifest, finding, s.uncertain).reindex(common).dropna()
         n_pos = int(labels.sum())
@@ -208,12 +232,20 @@ def run_probes(
         y = labels.to_numpy()
         if shuffle_labels:
             y = np.random.default_rng(s.seed).permutation(y)
+        g = groups.to_numpy()
+        fold = patient_folds(g, y, max_folds(y, g, s.folds), s.seed)
         for m, (ids, X, _) in loaded.items():
-            Xm = X[pd.Index(ids).get_indexer(labels.index)]
-            result = probe_auroc(Xm, y, groups.to_numpy(), s.folds, s.bootstrap, s.seed)
+            score = oof_scores(X[pd.Index(ids).get_indexer(labels.index)], y, fold)
+            low, high = patient_bootstrap_ci(y, score, g, s.bootstrap, s.seed)
+            result = {"auroc": auroc(y, score), "ci_low": low, "ci_high": high,
+                      "folds": int(fold.max()) + 1}  # fmt: skip
             rows.append({"finding": finding, "model": m, "n": len(y), "positives": int(y.sum()),
                          "patients": int(groups.nunique()), **result, "status": SCORED,
                          "reason": ""})  # fmt: skip
+            scores.append(pd.DataFrame({"finding": finding, "model": m, "image_id": labels.index,
+                                        "label": y.astype(np.int8), "score": score,
+                                        "fold": fold}))  # fmt: skip
             log.info("probe %s / %s: AUROC %.3f (%.3f-%.3f)", finding, m, result["auroc"],
                      result["ci_low"], result["ci_high"])  # fmt: skip
-    return pd.DataFrame(rows, columns=COLUMNS)
+    scores = pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(columns=SCORE_COLUMNS)
+    return ProbeRun(pd.DataFrame(rows, columns=COLUMNS), scores[SCORE_COLUMNS])

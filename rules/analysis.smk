@@ -50,9 +50,11 @@ rule compare:
         reduced=expand("results/reduce/{model}/reduced.parquet", model=MODELS),
         embeddings=expand("results/embeddings/{model}.parquet", model=MODELS),
         summaries=expand("results/reduce/{model}/summary.json", model=MODELS),
+        manifest="results/manifest.parquet",
     output:
         pairs="results/analysis/compare/pairs.parquet",
         models="results/analysis/compare/models.parquet",
+        clusters="results/analysis/compare/clusters.parquet",
         figure=report(
             "results/analysis/compare/agreement.png",
             caption="../report/compare.rst",
@@ -66,7 +68,7 @@ rule compare:
         "../envs/cpu.yaml"
     params:
         models=MODELS,
-        cka_sample=config["analysis"]["compare"]["cka_sample"],
+        compare=config["analysis"]["compare"],
         seed=config["analysis"]["seed"],
     script:
         "../scripts/compare.py"

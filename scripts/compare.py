@@ -1,23 +1,27 @@
-"""Rule compare: pairwise kNN Jaccard, linear CKA, cluster ARI/NMI; per-model trustworthiness."""
+"""Rule compare: pairwise kNN overlap, linear CKA, cluster ARI/NMI with intervals; per-model
+trustworthiness; which cluster of each model the others hold together."""
 
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
-from cxratlas.analysis.compare import compare_models
+from cxratlas.analysis.compare import CompareSettings, compare_models
 from cxratlas.analysis.plots import agreement_heatmaps
-from cxratlas.io import ReduceSummary, by_model, write_frame
+from cxratlas.analysis.probes import patient_groups
+from cxratlas.io import ReduceSummary, by_model, read_manifest, write_frame
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-p = snakemake.params
-summaries = [ReduceSummary.read(path) for path in snakemake.input.summaries]
+i, out = snakemake.input, snakemake.output
+summaries = [ReduceSummary.read(path) for path in i.summaries]
 trust = {s.model: s.trustworthiness for s in summaries}  # each summary names its model
-pairs, per_model = compare_models(
-    by_model(snakemake.input.reduced),
-    by_model(snakemake.input.embeddings),
+manifest = read_manifest(i.manifest)[0].set_index("image_id")
+result = compare_models(
+    by_model(i.reduced),
+    by_model(i.embeddings),
     trust=trust,
-    cka_sample=p.cka_sample,
-    seed=p.seed,
+    groups=patient_groups(manifest, manifest.index),
+    settings=CompareSettings.from_config(snakemake.params.compare, snakemake.params.seed),
 )
-write_frame(pairs, snakemake.output.pairs)
-write_frame(per_model, snakemake.output.models)
-agreement_heatmaps(pairs, list(p.models), snakemake.output.figure)
+write_frame(result.pairs, out.pairs)
+write_frame(result.models, out.models)
+write_frame(result.clusters, out.clusters)
+agreement_heatmaps(result.pairs, list(snakemake.params.models), out.figure)

@@ -79,13 +79,19 @@ def test_compare_models_on_reduced_files(tmp_path):
         write_parquet(reduced_table([ids[i] for i in order], r, name), paths[name])
         emb[name] = tmp_path / f"{name}-emb.parquet"
         write_parquet(embedding_table([ids[i] for i in order], data[order]), emb[name])
-    pair, per_model = compare_models(paths, emb, trust={"a": 0.99})
+    result = compare_models(paths, emb, trust={"a": 0.99})
+    pair, per_model = result.pairs, result.models
     row = pair.iloc[0]
     # a rotation changes nothing cosine can see: same neighbours, CKA 1, same clusters
     assert row["jaccard_k"] > 0.95 and row["cka"] == pytest.approx(1.0, abs=1e-6)
     assert row["ari"] > 0.9 and row["nmi"] > 0.9
     assert per_model.set_index("model").at["a", "trustworthiness"] == 0.99
     assert per_model["mean_agreement"].min() > 0.95
+    for metric, name in (("jaccard_k", "jaccard"), ("cka", "cka"), ("ari", "ari")):
+        # every number has its interval around it
+        assert row[f"{name}_low"] - 1e-9 <= row[metric] <= row[f"{name}_high"] + 1e-9
+    # the same clusters: each of a's is held together by rot (Jaccard ~1), and back
+    assert (result.clusters["jaccard"] > 0.9).all() and set(result.clusters["model"]) == {"a", "rot"}
     # neighbour ids follow the image ids, not the row order of each file
     t = pq.read_table(paths["rot"])
     nb, rows = aligned_neighbours(t, pd.Index(ids))
@@ -108,3 +114,45 @@ def test_agreement_curve_sizes_and_reference_values():
     assert np.allclose(same["mutual_knn_jaccard"], 1.0) and np.allclose(same["cka"], 1.0)
     other = curve[curve.model_b == "noise"]
     assert (other["mutual_knn_jaccard"] < 0.15).all() and len(curve) == 9
+
+
+def test_weighted_ari_equals_the_ari_of_copied_rows():
+    """A resample's weights count rows: ARI over the weighted contingency table equals
+    scikit-learn's ARI over the rows written out that many times."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from cxratlas.analysis.compare import weighted_ari
+
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(-1, 4, 80), rng.integers(0, 3, 80)
+    w = rng.integers(0, 3, (4, 80))
+    got = weighted_ari(a, b, w)
+    want = [adjusted_rand_score(np.repeat(a, row), np.repeat(b, row)) for row in w]
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_cka_interval_is_tight_for_one_structure_and_wide_for_little_data():
+    """The jackknife interval holds the value, narrows with more images, and equals the
+    kernel-form CKA at its centre."""
+    from cxratlas.analysis.compare import cka_interval
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(2000, 12))
+    Y = X[:, :6] @ rng.normal(size=(6, 8)) + 1.0 * rng.normal(size=(2000, 8))
+    value, low, high = cka_interval(X, Y, np.arange(2000) // 2)
+    assert value == pytest.approx(linear_cka(X, Y)) and low < value < high
+    _, small_low, small_high = cka_interval(X[:100], Y[:100], np.arange(100))
+    assert (small_high - small_low) > 2 * (high - low)
+
+
+def test_a_cluster_only_one_model_holds_together_has_no_counterpart():
+    """Model a splits a group that b keeps in one cluster with another: a's cluster 2 is found
+    in b only at Jaccard 0.5, and b's merged cluster has no counterpart above it in a."""
+    from cxratlas.analysis.compare import cluster_correspondence
+
+    a = np.repeat([0, 1, 2], 50)
+    b = np.repeat([0, 1, 1], 50)
+    table = cluster_correspondence({"a": a, "b": b}).set_index(["model", "cluster"])
+    assert table.at[("a", 0), "jaccard"] == 1.0
+    assert table.at[("a", 2), "jaccard"] == pytest.approx(0.5)
+    assert table.at[("b", 1), "jaccard"] == pytest.approx(0.5)

@@ -154,7 +154,7 @@ def compare_models(
     for t in tables.values():
         ids = pd.Index(t.column("image_id").to_pylist())
         common = ids if common is None else common.intersection(ids, sort=False)
-    patients = (groups.reindex(common) if groups is not None else pd.Series(common, index=common))
+    patients = groups.reindex(common) if groups is not None else pd.Series(common, index=common)
     patients = patients.fillna(pd.Series(common, index=common)).astype(str).to_numpy()
     nbrs, labels = {}, {}
     for m, t in tables.items():

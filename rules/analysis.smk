@@ -328,8 +328,11 @@ rule summary:
         subgroups="results/analysis/shortcuts/subgroups.parquet",
         attributes="results/analysis/shortcuts/attributes.parquet",
         probes="results/analysis/probes/probes.parquet",
+        differences="results/analysis/probes/differences.parquet",
         balance="results/analysis/sample/balance.parquet",
+        compare_pairs="results/analysis/compare/pairs.parquet",
         compare_models="results/analysis/compare/models.parquet",
+        compare_clusters="results/analysis/compare/clusters.parquet",
         manifest="results/manifest.parquet",
         enrichment=expand(
             "results/analysis/clusters/{model}/enrichment.parquet", model=MODELS

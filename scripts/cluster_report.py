@@ -19,7 +19,7 @@ table, groups, sheet = cluster_report(
     outlier_quantile=c["outlier_quantile"],
     model=snakemake.wildcards.model,
 )
-write_frame(table, snakemake.output.enrichment)
+write_frame(table, snakemake.output.enrichment, model=snakemake.wildcards.model)
 write_frame(groups, snakemake.output.groups, model=snakemake.wildcards.model)  # cluster names
 with atomic_path(snakemake.output.sheet) as tmp:
     Path(tmp).write_bytes(sheet)

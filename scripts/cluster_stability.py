@@ -17,5 +17,5 @@ table, verdict = cluster_stability(
     snakemake.params.max_noise,
     space=c["space"],
 )
-write_frame(table, snakemake.output.table)
+write_frame(table, snakemake.output.table, model=snakemake.wildcards.model)
 stability_plot(table, verdict, snakemake.output.figure)

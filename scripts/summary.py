@@ -1,33 +1,28 @@
-"""Rule summary: the study's findings first (model paragraphs, ranked leads, checks)."""
+"""Rule summary: the study's findings first (how the models compare, the models one by one,
+ranked leads, checks, maps, terms)."""
 
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
 from cxratlas.analysis.leads import leads_table
 from cxratlas.analysis.summary import SummaryInputs, build_summary, write_landing, write_markdown
-from cxratlas.io import write_frame
+from cxratlas.io import by_model, write_frame
 from cxratlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 i, p = snakemake.input, snakemake.params
-models = list(p.models)
-
-
-def per_model(paths):
-    """`expand` over MODELS keeps their order: pair each file with its model."""
-    return dict(zip(models, map(str, paths), strict=True))
-
-
 inputs = SummaryInputs(
-    models=models, confounding=i.confounding, gaps=i.gaps, subgroups=i.subgroups,
-    attributes=i.attributes, probes=i.probes, balance=i.balance,
-    compare_models=i.compare_models, manifest=i.manifest,
-    enrichment=per_model(i.enrichment), groups=per_model(i.groups),
-    stability=per_model(i.stability), reduced=per_model(i.reduced), maps=per_model(i.maps),
+    models=list(p.models), confounding=i.confounding, gaps=i.gaps, subgroups=i.subgroups,
+    attributes=i.attributes, probes=i.probes, differences=i.differences, balance=i.balance,
+    compare_pairs=i.compare_pairs, compare_models=i.compare_models,
+    compare_clusters=i.compare_clusters, manifest=i.manifest,
+    # each per-model file names its model (footer or PNG chunk): never paired by position
+    enrichment=by_model(i.enrichment), groups=by_model(i.groups),
+    stability=by_model(i.stability), reduced=by_model(i.reduced), maps=by_model(i.maps),
     thumbnails=list(i.thumbnails), disagreement=i.get("disagreement"),
     label_noise=i.get("label_noise"), outlier_quantile=p.clusters["outlier_quantile"],
     max_noise=p.clusters["max_noise"],
 )  # fmt: skip
-summary = build_summary(inputs)
-write_frame(leads_table(summary.leads), snakemake.output.leads)
-write_markdown(summary, snakemake.output.markdown, snakemake.output.strips)
-write_landing(summary, snakemake.output.landing)
+blocks, leads = build_summary(inputs)
+write_frame(leads_table(leads), snakemake.output.leads)
+write_markdown(blocks, snakemake.output.markdown, snakemake.output.strips)
+write_landing(blocks, snakemake.output.landing)

@@ -274,3 +274,19 @@ def test_paired_bootstrap_is_narrower_than_two_separate_cis_when_errors_are_shar
     scores, probes, groups = _scores(y, np.arange(n), a=a, b=b)
     row = paired_differences(scores, probes, groups, 400, 0).iloc[0]
     assert row["model_a"] == "a" and row["separated"]
+
+
+def test_attenuation_matches_scores_held_fixed_against_flipped_labels():
+    """Fixed scores scored against labels with a fraction flipped at random fall to the
+    attenuation formula's value (averaged over draws), and nothing flipped changes nothing."""
+    from cxratlas.analysis.label_noise import attenuated, flip
+
+    rng = np.random.default_rng(5)
+    y = (rng.random(4000) < 0.3).astype(int)
+    score = 1.2 * y + rng.normal(size=4000)
+    clean = auroc(y, score)
+    for fraction in (0.1, 0.3):
+        measured = np.mean([auroc(flip(y, fraction, s), score) for s in range(20)])
+        assert measured == pytest.approx(attenuated(clean, fraction, y.mean()), abs=0.01)
+    assert attenuated(clean, 0.0, 0.3) == pytest.approx(clean)
+    assert attenuated(0.9, 0.5, 0.3) == pytest.approx(0.5)  # half flipped: labels say nothing

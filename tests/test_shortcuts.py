@@ -232,13 +232,14 @@ def test_a_finding_too_rare_to_audit_is_a_row_with_its_counts_and_reason(tmp_pat
 
 
 def test_label_noise_on_a_named_finding_too_rare_to_flip_is_a_row_per_model(tmp_path):
-    from cxratlas.analysis.label_noise import label_noise_sensitivity
+    from cxratlas.analysis.label_noise import NoiseSettings, label_noise_sensitivity
 
     covid = np.r_[[1, 1], [0] * 58]
     manifest = pd.DataFrame({"image_id": [f"i{i}" for i in range(60)],
                              "covid": pd.array(covid, "Int8")})  # fmt: skip
     emb, man = _write_run(tmp_path, manifest, np.random.default_rng(7).normal(size=(60, 4)),
                           findings=("covid",))  # fmt: skip
-    table, why = label_noise_sensitivity(emb, {"m": "unused"}, man, "covid", [0, 0.1], FAST)
+    table, why = label_noise_sensitivity(emb, {"m": "unused"}, man,
+                                         NoiseSettings("covid", (0, 0.1), probes=FAST))  # fmt: skip
     assert table[["model", "status"]].values.tolist() == [["m", "skipped"]]
     assert why == table["reason"].iloc[0] and why.startswith("covid: too few to score: 2 positive")

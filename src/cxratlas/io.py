@@ -188,9 +188,22 @@ def reduced_table(image_ids: list[str], result, model: str, next_cluster: int = 
     )
 
 
+def png_metadata(model: str) -> dict[str, str]:
+    """`savefig(metadata=...)` for a per-model PNG: a text chunk naming its model, so the file
+    says which model it shows, as a Parquet footer does (`model_of`)."""
+    return {EMBEDDING_META_KEY.decode(): json.dumps({"model": model})}
+
+
 def model_of(path: str | os.PathLike) -> str:
-    """The model an embedding, shard or reduced-map file holds, as its footer records it."""
-    meta = json.loads((pq.read_schema(path).metadata or {}).get(EMBEDDING_META_KEY, b"{}"))
+    """The model an embedding, shard, reduced-map or per-model table (its Parquet footer) or a
+    per-model figure (its PNG text chunk, `png_metadata`) holds."""
+    if Path(path).suffix.lower() == ".png":
+        from PIL import Image
+
+        with Image.open(path) as img:
+            meta = json.loads(img.text.get(EMBEDDING_META_KEY.decode(), "{}"))
+    else:
+        meta = json.loads((pq.read_schema(path).metadata or {}).get(EMBEDDING_META_KEY, b"{}"))
     if not meta.get("model"):
         raise ValueError(f"{path}: records no model name; rerun the job that wrote it")
     return meta["model"]

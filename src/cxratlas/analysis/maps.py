@@ -77,7 +77,7 @@ def cluster_map(reduced: pd.DataFrame, names: dict[str, str], model: str, out: s
     ax.set_title(f"{model}: {len(set(cluster[cluster >= 0]))} clusters, {noise:.0%} noise "
                  f"(grey), {len(x)} images", fontsize=10)  # fmt: skip
     ax.legend(loc="lower right", fontsize=7, frameon=False)
-    _save(fig, out)
+    _save(fig, out, model)
     return drawn
 
 
@@ -128,16 +128,17 @@ def small_multiples(reduced: pd.DataFrame, manifest: pd.DataFrame, findings: tup
                           ha="center", va="center")  # fmt: skip
     fig.suptitle(f"{model}: the same map coloured by each attribute and finding", fontsize=10)
     fig.tight_layout()
-    _save(fig, out)
+    _save(fig, out, model)
     return [p[0] for p in panels]
 
 
-def _save(fig, out: str) -> None:
-    """`out` without suffix: the figure as <out>.png and <out>.svg."""
-    from cxratlas.io import atomic_path
+def _save(fig, out: str, model: str) -> None:
+    """`out` without suffix: the figure as <out>.png (naming its model) and <out>.svg."""
+    from cxratlas.io import atomic_path, png_metadata
 
     for suffix in (".png", ".svg"):
+        meta = png_metadata(model) if suffix == ".png" else None
         # SVG text stays text (editable, searchable), not glyph outlines
         with atomic_path(out + suffix) as tmp, plt.rc_context({"svg.fonttype": "none"}):
-            fig.savefig(tmp, format=suffix[1:], dpi=130, bbox_inches="tight")
+            fig.savefig(tmp, format=suffix[1:], dpi=130, bbox_inches="tight", metadata=meta)
     plt.close(fig)

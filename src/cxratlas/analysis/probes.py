@@ -173,14 +173,16 @@ def skipped_rows(finding: str, models, n: int, positives: int, reason: str, **ex
 
 
 def common_embeddings(embeddings: dict[str, str]) -> tuple[dict[str, tuple], pd.Index]:
-    """Every model's (ids, matrix, meta), and the image ids all of them embedded."""
+    """Every model's (ids, matrix, meta), and the image ids all of them embedded, sorted: the
+    files' row order is their shards' history, and folds drawn over it would make the same
+    images score differently after the archive was re-exported."""
     from cxratlas.io import read_embeddings
 
     loaded = {m: read_embeddings(p) for m, p in embeddings.items()}
     common = None
     for ids, _, _ in loaded.values():
         common = pd.Index(ids) if common is None else common.intersection(ids, sort=False)
-    return loaded, common
+    return loaded, common.sort_values()
 
 
 SCORE_COLUMNS = ["finding", "model", "image_id", "label", "score", "fold"]

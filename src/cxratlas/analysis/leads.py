@@ -44,7 +44,6 @@ import numpy as np
 import pandas as pd
 
 from cxratlas.analysis.label_noise import noise_summary
-from cxratlas.analysis.naming import VALUE_ONLY
 from cxratlas.subgroups import subgroup_frame
 
 KINDS = ("shortcut", "cluster_attribute", "cluster_finding", "subgroup_gap", "outliers",
@@ -70,6 +69,7 @@ class Lead:
     strength: float
     images: list[str] = field(default_factory=list)
     captions: dict[str, list[str]] = field(default_factory=dict)  # per image: its lines
+    legend: str = ""  # what the caption lines under each image are
     key: tuple = ()  # leads of one kind and key on several models are one lead
     short: str = ""  # the evidence in a few words, for the other models of a merged lead
 
@@ -111,15 +111,18 @@ class Study:
         rows = self.members(model, group).sort_values("pagerank", ascending=False)
         return rows["image_id"].head(IMAGES).tolist()
 
-    def captions(self, images: list[str], findings=(), columns=()) -> dict[str, list[str]]:
-        """Per image: each finding's label (+, - or ?) and each column's value."""
+    def captions(self, images: list[str], findings=(), columns=(), first: str = "") -> tuple:
+        """(per image: each finding's label (+, - or ?) and each column's value, the legend
+        that says what the lines are); `first` names a line a collector puts first."""
         groups = subgroup_frame(self.manifest.reindex(images), self.attributes)
         out = {}
         for image in images:
             lines = [f"{f} {label_mark(self.manifest, image, f)}" for f in findings]
             lines += [_value(groups, image, c) for c in columns]
             out[image] = lines
-        return out
+        parts = [first] if first else []
+        parts += [f"{f} (+ positive, - negative, ? unlabelled)" for f in findings]
+        return out, "under each image: " + "; ".join([*parts, *columns])
 
 
 def label_mark(manifest: pd.DataFrame, image: str, finding: str) -> str:
@@ -129,8 +132,7 @@ def label_mark(manifest: pd.DataFrame, image: str, finding: str) -> str:
 
 def _value(groups: pd.DataFrame, image: str, column: str) -> str:
     value = groups.at[image, column] if column in groups else pd.NA
-    value = value if pd.notna(value) else "?"
-    return str(value) if column in VALUE_ONLY else f"{column} {value}"
+    return str(value) if pd.notna(value) else "?"
 
 
 def _mapped(reduced: pd.DataFrame, ids: pd.Index) -> list[str]:
@@ -168,7 +170,7 @@ def shortcut_leads(s: Study) -> list[Lead]:
             f"{r.model}'s map coloured by {site}; filter {r.finding} = positive",
             f"results/analysis/shortcuts/confounding.tsv: finding={r.finding}, model={r.model}",
             float(max(drop, closeness - 0.9)), images,
-            s.captions(images, [r.finding], [site] if site != "site" else []),
+            *s.captions(images, [r.finding], [site] if site != "site" else []),
             key=(r.finding, site),
             short=f"within-{site} AUROC {within:.2f} against pooled {r.pooled_auroc:.2f}",
         ))  # fmt: skip
@@ -236,7 +238,7 @@ def cluster_attribute_leads(s: Study) -> list[Lead]:
                 f"{m}'s map: click {name!r} in the cluster_label_{m} count plot",
                 f"results/analysis/clusters/{m}/enrichment.parquet: group={group}, "
                 f"finding={', '.join(values['finding'])}",
-                float(r.strength), images, s.captions(images, (), list(values["column"])),
+                float(r.strength), images, *s.captions(images, (), list(values["column"])),
                 key=tuple(values["finding"]), short=f"{name!r}, {r['size']} images",
             ))  # fmt: skip
     return out
@@ -262,7 +264,7 @@ def cluster_finding_leads(s: Study) -> list[Lead]:
                 f"results/analysis/clusters/{m}/enrichment.parquet: group={r.group}, "
                 f"finding={r.finding}",
                 float(np.log2(r.odds_ratio)), images,
-                s.captions(images, [r.finding], ["view_position"]), key=(r.finding,),
+                *s.captions(images, [r.finding], ["view_position"]), key=(r.finding,),
                 short=f"{name!r}, {r.prevalence_in:.0%} positive",
             ))  # fmt: skip
     return out
@@ -286,7 +288,7 @@ def gap_leads(s: Study) -> list[Lead]:
             f"{r.model}'s map coloured by {r.finding}; filter {r.attribute} = {r.worst_group}",
             f"results/analysis/shortcuts/gaps.parquet and subgroups.parquet: "
             f"finding={r.finding}, model={r.model}, attribute={r.attribute}",
-            float(r.gap), images, s.captions(images, [r.finding], [r.attribute]),
+            float(r.gap), images, *s.captions(images, [r.finding], [r.attribute]),
             key=(r.finding, r.attribute, r.worst_group),
             short=f"{r.worst_auroc:.2f} against {r.best_auroc:.2f}",
         ))  # fmt: skip
@@ -321,9 +323,9 @@ def outlier_leads(s: Study) -> list[Lead]:
         cut = float(red["outlier"].quantile(s.outlier_quantile))
         ranked = region.sort_values("outlier", ascending=False).head(IMAGES)
         images = ranked["image_id"].tolist()
-        captions = s.captions(images, (), ["view_position"])
+        captions, legend = s.captions(images, (), ["view_position"], "outlier score")
         for i, score in zip(images, ranked["outlier"], strict=True):
-            captions[i].insert(0, f"outlier score {score:.2f}")
+            captions[i].insert(0, f"{score:.3f}")
         out.append(Lead(
             "outliers", [m], "an outlier region on the map",
             f"{m}: {len(region)} images in the top {1 - s.outlier_quantile:.0%} of the outlier "
@@ -332,7 +334,7 @@ def outlier_leads(s: Study) -> list[Lead]:
             f"{m}'s map: brush outlier_{m} above {cut:.3f}",
             f"results/analysis/clusters/{m}/enrichment.parquet: group=outliers; "
             f"results/reduce/{m}/reduced.parquet: outlier",
-            ratio - 1, images, captions, key=("outliers",),
+            ratio - 1, images, captions, legend, key=("outliers",),
             short=f"{len(region)} images, {ratio:.1f}x the rest",
         ))  # fmt: skip
     return out
@@ -346,9 +348,9 @@ def disagreement_leads(s: Study) -> list[Lead]:
     mean = float(worst["agreement"].mean())
     baseline = s.mean_agreement if s.mean_agreement is not None else float(d["agreement"].mean())
     images = worst["image_id"].tolist()
-    captions = s.captions(images, (), ["view_position"])
+    captions, legend = s.captions(images, (), ["view_position"], "agreement")
     for i, a in zip(images, worst["agreement"], strict=True):
-        captions[i].insert(0, f"agreement {a:.2f}")
+        captions[i].insert(0, f"{a:.2f}")
     return [Lead(
         "disagreement", list(s.models), f"{len(worst)} images the models place most differently",
         f"the share of an image's neighbours that the other models keep averages {mean:.0%} "
@@ -356,7 +358,7 @@ def disagreement_leads(s: Study) -> list[Lead]:
         f"any map: brush agreement below {float(worst['agreement'].max()):.2f}",
         "results/analysis/disagreement/images.parquet: agreement; "
         "results/analysis/compare/models.parquet: mean_agreement",
-        1 - mean, images, captions, key=("disagreement",),
+        1 - mean, images, captions, legend, key=("disagreement",),
     )]  # fmt: skip
 
 
@@ -416,7 +418,7 @@ def merge_across_models(leads: list[Lead]) -> list[Lead]:
                 first.kind, [m for x in same for m in x.models], first.subject,
                 f"{first.evidence}. The same on {others}", first.where,
                 first.source + (f"; {extra}" if extra else ""), first.strength, first.images,
-                first.captions, first.key, first.short,
+                first.captions, first.legend, first.key, first.short,
             )  # fmt: skip
         out.append(first)
     return out

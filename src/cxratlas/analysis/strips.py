@@ -30,22 +30,27 @@ def fit(text: str, width: int, face: ImageFont.FreeTypeFont) -> str:
     return text + "…"
 
 
-def captioned_strip(items: list[tuple[bytes, list[str]]], thumb: int = 104) -> bytes:
+def captioned_strip(
+    items: list[tuple[bytes, list[str]]], legend: str = "", thumb: int = 104
+) -> bytes:
     """One PNG row: each (thumbnail PNG, caption lines) as the image with its lines under it,
-    each line cut to the thumbnail's width."""
+    each line cut to the thumbnail's width; `legend`, above the row, says what the lines are."""
     face = font()
     lines = max((len(c) for _, c in items), default=0)
     width = max(len(items), 1) * (thumb + PAD) + PAD
-    sheet = Image.new("L", (width, thumb + lines * LINE + 2 * PAD), color=255)
+    head = LINE + PAD if legend else 0
+    sheet = Image.new("L", (width, head + thumb + lines * LINE + 2 * PAD), color=255)
     draw = ImageDraw.Draw(sheet)
+    if legend:
+        draw.text((PAD, PAD), fit(legend, width - 2 * PAD, face), fill=60, font=face)
     for i, (png, caption) in enumerate(items):
-        x = PAD + i * (thumb + PAD)
+        x, top = PAD + i * (thumb + PAD), head + PAD
         with Image.open(io.BytesIO(png)) as img:
             img = img.convert("L")
             img.thumbnail((thumb, thumb))
-            sheet.paste(img, (x + (thumb - img.width) // 2, PAD + (thumb - img.height) // 2))
+            sheet.paste(img, (x + (thumb - img.width) // 2, top + (thumb - img.height) // 2))
         for j, text in enumerate(caption):
-            draw.text((x, PAD + thumb + 2 + j * LINE), fit(text, thumb, face), fill=0, font=face)
+            draw.text((x, top + thumb + 2 + j * LINE), fit(text, thumb, face), fill=0, font=face)
     buf = io.BytesIO()
     sheet.save(buf, format="PNG", optimize=True)
     return buf.getvalue()

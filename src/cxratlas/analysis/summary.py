@@ -337,7 +337,7 @@ def strip(lead: Lead, thumbnails: dict[str, bytes | None]) -> bytes | None:
 
     items = [(thumbnails[x], lead.captions.get(x, [])) for x in lead.images
              if thumbnails.get(x) is not None]  # fmt: skip
-    return captioned_strip(items) if items else None
+    return captioned_strip(items, lead.legend) if items else None
 
 
 def build_summary(i: SummaryInputs, extra_leads: list[Lead] = ()) -> tuple[list[Block], list[Lead]]:

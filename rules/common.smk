@@ -9,10 +9,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 import _bootstrap  # noqa: E402, F401
 
+from snakemake.common.configfile import load_configfile  # noqa: E402
 from snakemake.exceptions import WorkflowError  # noqa: E402
 from snakemake.logging import logger  # noqa: E402
 
-from cxratlas.config import sort_model_entries  # noqa: E402
+from cxratlas.config import (  # noqa: E402
+    ConfigError,
+    UserConfig,
+    sort_model_entries,
+    validate_config,
+)
 from cxratlas.embed.models import needs_fit, reads_images, sample_columns  # noqa: E402
 from cxratlas.embed.reuse import planned_embeddings  # noqa: E402
 from cxratlas.ingest.datasets import dataset_specs  # noqa: E402
@@ -31,6 +37,25 @@ from cxratlas.analysis.leads import top_leads_text  # noqa: E402
 from cxratlas.io import atlas_view_files  # noqa: E402
 from cxratlas.reduce.backend import job_backend  # noqa: E402
 
+
+def _stopped(exc):
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return WorkflowError(
+        f"{message}\n(stopped before any job: nothing under results/ was changed)"
+    )
+
+
+# What the user wrote (--configfile, --config) apart from the defaults it merges over: the
+# file that set a wrong key is named in its error.
+USER = UserConfig.of(
+    [(str(f), load_configfile(f)) for f in workflow.config_settings.configfiles],
+    workflow.config_settings.config,
+    defaults=Path(workflow.basedir) / "config/config.yaml",
+)
+try:
+    validate_config(config, USER)  # and the schema's defaults filled in
+except ConfigError as exc:
+    raise _stopped(exc) from None
 sort_model_entries(config)  # key order is not a change: no shard reruns for it
 MODELS = list(config["models"])
 DEMO_DIR = "resources/demo"
@@ -40,13 +65,6 @@ SAMPLE = (
 DATASETS = dataset_specs(config, DEMO_DIR)
 # the reduce jobs' conda env and GPU request, from the backend table
 REDUCE_BACKEND = job_backend(config["reduce"]["backend"])
-
-
-def _stopped(exc):
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-    return WorkflowError(
-        f"{message}\n(stopped before any job: nothing under results/ was changed)"
-    )
 
 
 def _plan():

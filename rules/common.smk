@@ -21,6 +21,7 @@ from cxratlas.config import (  # noqa: E402
 )
 from cxratlas.embed.models import needs_fit, reads_images, sample_columns  # noqa: E402
 from cxratlas.embed.reuse import planned_embeddings  # noqa: E402
+from cxratlas.ingest.columns import left_out_note, settled  # noqa: E402
 from cxratlas.ingest.datasets import dataset_specs  # noqa: E402
 from cxratlas.ingest.manifest import snake_case  # noqa: E402
 from cxratlas.ingest.plan import (  # noqa: E402
@@ -30,6 +31,7 @@ from cxratlas.ingest.plan import (  # noqa: E402
     committed_plan,
     lock_holder,
     make_plan,
+    manifest_names,
     proposed_ledger,
 )
 from cxratlas.ingest.presets import kept_columns, preset_inputs  # noqa: E402
@@ -45,8 +47,9 @@ def _stopped(exc):
     )
 
 
-# What the user wrote (--configfile, --config) apart from the defaults it merges over: the
-# file that set a wrong key is named in its error.
+# What the user wrote (--configfile, --config) apart from the defaults it merges over: an error
+# names the file that set its key, and a default naming a column the manifest lacks gives way
+# where the same column written by the user stops the run.
 USER = UserConfig.of(
     [(str(f), load_configfile(f)) for f in workflow.config_settings.configfiles],
     workflow.config_settings.config,
@@ -79,13 +82,14 @@ def _plan():
         )
     try:
         extra = sample_columns(config["models"])  # what the models' shards read
-        return make_plan(config, DEMO_DIR, say=logger.warning, extra=extra)
+        return make_plan(config, DEMO_DIR, say=logger.warning, extra=extra, user=USER)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         raise _stopped(exc) from None
 
 
 PLAN = _plan()
 SHARDS = list(PLAN.shards)
+MANIFEST_NAMES = manifest_names(PLAN, DATASETS)
 
 
 def commit():
@@ -135,6 +139,8 @@ def say_embedding_work():
 
 if workflow.is_main_process:
     say_embedding_work()
+    if note := left_out_note(config, MANIFEST_NAMES):
+        logger.info(note)
 
 
 def shard_key(wildcards):
@@ -204,7 +210,8 @@ def atlas_columns():
     """Manifest columns the atlas carries: privacy's allow-list, each dataset's kept columns, and
     `dataset` when there is more than one."""
     kept = [snake_case(c) for spec in DATASETS for c in kept_columns(spec)]
-    columns = [*config["privacy"]["atlas_columns"], *kept]
+    allowed = settled(config, "privacy.atlas_columns", MANIFEST_NAMES)
+    columns = [*allowed, *kept]
     if len(DATASETS) > 1:
         columns.append("dataset")
     return list(dict.fromkeys(columns))

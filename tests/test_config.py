@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -282,3 +283,43 @@ def test_a_misspelt_key_stops_the_workflow_in_a_few_lines(tmp_path, config, prob
     assert not [d for d in SCHEMA_DUMP if d in out], out
     assert len(out.splitlines()) <= 8, out  # was 150 and more: the schema and the instance
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.workflow
+def test_a_default_column_the_manifest_lacks_gives_way_a_written_one_stops(tmp_path):
+    """A manifest of only image_id and path: the default `stratify_by: [view_position]` and
+    atlas columns give way (one info line); written by the user, the same stratify_by stops the
+    plan, also with `n: null`, where nothing is drawn; so does a column's original name."""
+    from workflow_runs import minimal_config, write_minimal_archive
+
+    manifest = write_minimal_archive(tmp_path)
+    proc, out = _dry_run(tmp_path, minimal_config(manifest))
+    assert proc.returncode == 0, out
+    assert (
+        "defaults left out, their columns not in the manifest: sample.stratify_by "
+        "['view_position']; privacy.atlas_columns ['patient_id', 'study_id', 'view_position', "
+        "'manufacturer', 'sex', 'age', 'study_year']"
+    ) in out.splitlines()
+    written = minimal_config(manifest, sample={"n": None, "stratify_by": ["view_position"]})
+    proc, out = _dry_run(tmp_path, written)
+    assert proc.returncode != 0
+    assert (
+        f"sample.stratify_by (in {tmp_path / 'test.yaml'}): column(s) ['view_position'] are not "
+        "in the manifest (columns: ['image_id', 'path', 'rel_path', 'dataset'])"
+    ) in out.splitlines(), out
+    assert len(out.splitlines()) <= 8 and not (tmp_path / "results").exists(), out
+    # the same through --config
+    proc, out = _dry_run(tmp_path, minimal_config(manifest), "--config",
+                         "privacy={atlas_columns: [sex]}")  # fmt: skip
+    assert "privacy.atlas_columns (in --config): column(s) ['sex'] are not in the manifest" in out
+    assert len(out.splitlines()) <= 8, out
+    views = pd.read_csv(manifest).assign(ViewPosition=["PA", "AP"] * 20)
+    views.to_csv(manifest, index=False)
+    renamed = minimal_config(manifest, sample={"stratify_by": ["ViewPosition"]})
+    renamed["dataset"]["columns"] = {"view_position": "ViewPosition"}
+    proc, out = _dry_run(tmp_path, renamed)
+    assert "'ViewPosition' is renamed to 'view_position' by dataset.columns: write " in out, out
+    assert len(out.splitlines()) <= 8, out
+    renamed["sample"]["stratify_by"] = ["view_position"]
+    proc, out = _dry_run(tmp_path, renamed)
+    assert proc.returncode == 0, out

@@ -5,7 +5,7 @@
 
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -16,9 +16,7 @@ configfile: Path(workflow.basedir) / "config/config.yaml"
 report: "report/workflow.rst"
 
 
-validate(config, schema="src/cxratlas/schemas/config.schema.yaml")
-
-
+# the config is checked first (cxratlas.config: a mistake in a few lines, naming its key)
 include: "rules/common.smk"
 
 

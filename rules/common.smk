@@ -9,12 +9,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 import _bootstrap  # noqa: E402, F401
 
+from snakemake.common.configfile import load_configfile  # noqa: E402
 from snakemake.exceptions import WorkflowError  # noqa: E402
 from snakemake.logging import logger  # noqa: E402
 
-from cxratlas.config import sort_model_entries  # noqa: E402
+from cxratlas.config import (  # noqa: E402
+    ConfigError,
+    UserConfig,
+    sort_model_entries,
+    validate_config,
+)
 from cxratlas.embed.models import needs_fit, reads_images, sample_columns  # noqa: E402
 from cxratlas.embed.reuse import planned_embeddings  # noqa: E402
+from cxratlas.ingest.columns import left_out_note, settled  # noqa: E402
 from cxratlas.ingest.datasets import dataset_specs  # noqa: E402
 from cxratlas.ingest.manifest import snake_case  # noqa: E402
 from cxratlas.ingest.plan import (  # noqa: E402
@@ -24,6 +31,7 @@ from cxratlas.ingest.plan import (  # noqa: E402
     committed_plan,
     lock_holder,
     make_plan,
+    manifest_names,
     proposed_ledger,
 )
 from cxratlas.ingest.presets import kept_columns, preset_inputs  # noqa: E402
@@ -31,6 +39,26 @@ from cxratlas.analysis.leads import top_leads_text  # noqa: E402
 from cxratlas.io import atlas_view_files  # noqa: E402
 from cxratlas.reduce.backend import job_backend  # noqa: E402
 
+
+def _stopped(exc):
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return WorkflowError(
+        f"{message}\n(stopped before any job: nothing under results/ was changed)"
+    )
+
+
+# What the user wrote (--configfile, --config) apart from the defaults it merges over: an error
+# names the file that set its key, and a default naming a column the manifest lacks gives way
+# where the same column written by the user stops the run.
+USER = UserConfig.of(
+    [(str(f), load_configfile(f)) for f in workflow.config_settings.configfiles],
+    workflow.config_settings.config,
+    defaults=Path(workflow.basedir) / "config/config.yaml",
+)
+try:
+    validate_config(config, USER)  # and the schema's defaults filled in
+except ConfigError as exc:
+    raise _stopped(exc) from None
 sort_model_entries(config)  # key order is not a change: no shard reruns for it
 MODELS = list(config["models"])
 DEMO_DIR = "resources/demo"
@@ -40,13 +68,6 @@ SAMPLE = (
 DATASETS = dataset_specs(config, DEMO_DIR)
 # the reduce jobs' conda env and GPU request, from the backend table
 REDUCE_BACKEND = job_backend(config["reduce"]["backend"])
-
-
-def _stopped(exc):
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-    return WorkflowError(
-        f"{message}\n(stopped before any job: nothing under results/ was changed)"
-    )
 
 
 def _plan():
@@ -61,13 +82,14 @@ def _plan():
         )
     try:
         extra = sample_columns(config["models"])  # what the models' shards read
-        return make_plan(config, DEMO_DIR, say=logger.warning, extra=extra)
+        return make_plan(config, DEMO_DIR, say=logger.warning, extra=extra, user=USER)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         raise _stopped(exc) from None
 
 
 PLAN = _plan()
 SHARDS = list(PLAN.shards)
+MANIFEST_NAMES = manifest_names(PLAN, DATASETS)
 
 
 def commit():
@@ -117,6 +139,8 @@ def say_embedding_work():
 
 if workflow.is_main_process:
     say_embedding_work()
+    if note := left_out_note(config, MANIFEST_NAMES):
+        logger.info(note)
 
 
 def shard_key(wildcards):
@@ -186,7 +210,8 @@ def atlas_columns():
     """Manifest columns the atlas carries: privacy's allow-list, each dataset's kept columns, and
     `dataset` when there is more than one."""
     kept = [snake_case(c) for spec in DATASETS for c in kept_columns(spec)]
-    columns = [*config["privacy"]["atlas_columns"], *kept]
+    allowed = settled(config, "privacy.atlas_columns", MANIFEST_NAMES)
+    columns = [*allowed, *kept]
     if len(DATASETS) > 1:
         columns.append("dataset")
     return list(dict.fromkeys(columns))

@@ -122,3 +122,37 @@ def test_a_run_over_every_bad_input_finishes_and_accounts_for_each(repo, tmp_pat
     summary = pd.read_csv(tmp_path / "results/analysis/quality/summary.tsv", sep="\t")
     assert summary.set_index("model").loc["pixels_32", "skipped"] == 5
     assert summary["stage"].tolist()[0] == "ingest" and summary["skipped"].tolist()[0] == 1
+
+
+@pytest.mark.workflow
+def test_a_manifest_of_only_ids_and_paths_runs_with_the_default_config(repo, tmp_path):
+    """No view, patient, vendor, sex, age, date or label column: every default that names one
+    gives way, and the whole workflow runs. Then the user writes `stratify_by: [view_position]`:
+    a real run stops before any job and every file under results/ stays as it was."""
+    import hashlib
+
+    from workflow_runs import minimal_config, snakemake, write_minimal_archive
+
+    manifest = write_minimal_archive(tmp_path, n_images=40)
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(minimal_config(manifest)))
+    proc = snakemake(repo, tmp_path)
+    atlas = pd.read_parquet(tmp_path / "results/atlas/atlas.parquet")
+    assert len(atlas) == 40 and {"x_pixels_32", "cluster_pixels_64_pca"} <= set(atlas.columns)
+    assert not {"view_position", "sex", "patient_id_hash", "age"} & set(atlas.columns)
+    log = (tmp_path / "logs/atlas.log").read_text()
+    assert "is not in the manifest" not in log  # the defaults were left out, not tried
+    assert "sample.stratify_by ['view_position']" in proc.stdout + proc.stderr
+
+    def digest():
+        files = sorted(p for p in (tmp_path / "results").rglob("*") if p.is_file())
+        return {str(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+                for p in files}  # fmt: skip
+
+    before = digest()
+    written = minimal_config(manifest, sample={"n": None, "stratify_by": ["view_position"]})
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(written))
+    proc = snakemake(repo, tmp_path, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Building DAG of jobs" not in out
+    assert "sample.stratify_by (in " in out and "column(s) ['view_position'] are not" in out
+    assert digest() == before

@@ -15,8 +15,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from cxratlas.config import UserConfig
 from cxratlas.ingest.manifest import ManifestError, ingest_manifest, read_table
-from cxratlas.ingest.plan import SAMPLE_PATH, PlanError, commit_plan, make_plan
+from cxratlas.ingest.plan import SAMPLE_PATH, PlanError, commit_plan, make_plan, proposed_ledger
 from cxratlas.io import ManifestColumns
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,9 +136,73 @@ def test_plan_refuses_before_writing_anything(archive):
         make_plan(cfg, say=lambda _: None)
     cfg = _config(folder)
     cfg["sample"]["stratify_by"] = ["scanner"]
-    with pytest.raises(PlanError, match=r"sample.stratify_by: column\(s\) \['scanner'\]"):
-        make_plan(cfg, say=lambda _: None)
+    user = UserConfig((("user.yaml", {"sample": {"stratify_by": ["scanner"]}}),))
+    with pytest.raises(
+        PlanError, match=r"sample.stratify_by \(in user.yaml\): column\(s\) \['scanner'\]"
+    ):
+        make_plan(cfg, say=lambda _: None, user=user)
     assert not (folder / "results").exists()
+
+
+def test_a_default_column_gives_way_and_the_users_own_does_not(archive):
+    """The same `stratify_by: [scanner]`: dropped as a default, an error once the user wrote it
+    (also when the plan for that very config is cached); what the stratified draw sees."""
+    from cxratlas.ingest.columns import ManifestNames, left_out_note
+
+    folder, _ = archive
+    cfg = _config(folder)
+    cfg["sample"].update(n=20, stratify_by=["scanner", "view_position"])
+    as_default = make_plan(cfg, say=lambda _: None, user=UserConfig())
+    names = ManifestNames.of(as_default.columns, as_default.attributes, [cfg["dataset"]])
+    assert left_out_note(cfg, names) == (
+        "defaults left out, their columns not in the manifest: sample.stratify_by ['scanner']; "
+        "privacy.atlas_columns ['patient_id', 'study_id', 'manufacturer', 'sex', 'age', "
+        "'study_year']"
+    )
+    # stratified by view alone: 10 PA and 10 AP (an unstratified draw of this seed: 11 and 9)
+    views = _images(folder / "img", 40).set_index("uid")["view"]
+    ledger = proposed_ledger(as_default)
+    assert views[ledger["image_id"]].value_counts().to_dict() == {"PA": 10, "AP": 10}
+    user = UserConfig((("mine.yaml", {"sample": {"stratify_by": ["scanner", "view_position"]}}),))
+    with pytest.raises(PlanError) as err:
+        make_plan(cfg, say=lambda _: None, user=user)  # the cached plan's key
+    assert str(err.value).startswith(
+        "sample.stratify_by (in mine.yaml): column(s) ['scanner'] are not in the manifest"
+    )
+
+
+def test_a_column_named_by_its_original_name_says_the_name_to_write(archive):
+    folder, _ = archive
+    cfg = _config(folder, keep_columns=["site"])
+    cfg["sample"]["stratify_by"] = ["view"]  # renamed to view_position by dataset.columns
+    cfg["analysis"]["shortcuts"]["site"] = "Site"
+    layers = (
+        ("u.yaml", {"sample": {"stratify_by": ["view"]}}),
+        ("--config", {"analysis": {"shortcuts": {"site": "Site"}}}),
+    )
+    user = UserConfig(layers)
+    with pytest.raises(
+        PlanError,
+        match=re.escape(
+            "'view' is renamed to 'view_position' by dataset.columns: write 'view_position'"
+        ),
+    ):
+        make_plan(cfg, say=lambda _: None, user=user)
+    cfg["sample"]["stratify_by"] = ["view_position"]
+    with pytest.raises(PlanError) as err:
+        make_plan(cfg, say=lambda _: None, user=user)
+    assert str(err.value).startswith(
+        "analysis.shortcuts.site (in --config): column(s) ['Site'] are not in the subgroup "
+        "columns (columns: ['view_position', 'dataset', 'site']); did you mean 'site'?"
+    )
+    with pytest.raises(
+        ManifestError,
+        match=re.escape(
+            "column(s) ['file'] (dataset.keep_columns) not found; columns are ['image_id', "
+            "'path', 'view_position', 'covid', 'site', 'tb']; 'file' is renamed to 'path'"
+        ),
+    ):
+        make_plan(_config(folder, keep_columns=["file"]), say=lambda _: None)
 
 
 def test_label_noise_picks_the_most_balanced_finding_or_says_why():

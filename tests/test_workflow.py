@@ -120,9 +120,9 @@ def test_dry_run_plans_every_shard_and_a_new_model_alone(repo, demo_run, tmp_pat
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ({"extract": {"shard_sise": 5}}, "'shard_sise' was unexpected"),
-        ({"models": {"m": {"kind": "clipz"}}}, "'clipz' is not one of"),
-        ({"models": {"bad-name": {"kind": "pixels"}}}, "bad-name"),
+        ({"extract": {"shard_sise": 5}}, "extract.shard_sise: unknown key"),
+        ({"models": {"m": {"kind": "clipz"}}}, "models.m.kind: 'clipz' is not allowed"),
+        ({"models": {"bad-name": {"kind": "pixels"}}}, "models.bad-name: the name 'bad-name'"),
     ],
 )
 def test_config_errors_name_the_key(repo, tmp_path, extra, message):

@@ -58,3 +58,21 @@ def job_stats(out: str) -> dict[str, int]:
             break
         stats[parts[0]] = int(parts[1])
     return stats
+
+
+def write_minimal_archive(folder: Path, n_images: int = 40) -> Path:
+    """`n_images` phantom radiographs and a manifest of only `image_id` and `path` (no view,
+    patient, vendor, label or any other column); returns the manifest's path."""
+    from cxratlas.demo.phantom import generate_demo
+
+    demo = generate_demo(folder / "images-root", n_images=n_images, seed=5, progress=False)
+    manifest = folder / "minimal.csv"
+    demo[["image_id", "path"]].to_csv(manifest, index=False)
+    return manifest
+
+
+def minimal_config(manifest: Path, **sections) -> dict:
+    """A user config that names only the minimal archive, plus `sections`."""
+    dataset = {"preset": "generic", "manifest": str(manifest),
+               "image_root": str(manifest.parent / "images-root")}  # fmt: skip
+    return {"dataset": dataset, **sections}

@@ -134,6 +134,28 @@ def apply_column_map(table: pd.DataFrame, columns: dict[str, str] | None, source
     return table.rename(columns={v: k for k, v in (columns or {}).items()})
 
 
+def renamed_hint(names: list[str], columns: dict[str, str] | None) -> str:
+    """For names the user wrote that are a column's original name, renamed by `dataset.columns`
+    (canonical name -> original): the name to write instead, as a clause of an error."""
+    renamed = {original: canonical for canonical, original in (columns or {}).items()}
+    return "".join(
+        f"; {n!r} is renamed to {renamed[n]!r} by dataset.columns: write {renamed[n]!r}"
+        for n in names
+        if n in renamed
+    )
+
+
+def require_columns(df: pd.DataFrame, names: list[str], key: str, source: str, columns) -> None:
+    """Stop, naming the key, when a column it names is not in the renamed table."""
+    absent = [c for c in names if c not in df.columns]
+    if absent:
+        noun = "label column(s)" if key.endswith("label_columns") else "column(s)"
+        raise ManifestError(
+            f"{source}: {noun} {absent} ({key}) not found; columns are {list(df.columns)}"
+            + renamed_hint(absent, columns)
+        )
+
+
 def normalise_label(values: pd.Series, column: str, source: str, row_offset: int = 2) -> pd.Series:
     """Map label values by name to 1/0/-1/<NA> (Int8); an unknown value raises naming its row."""
     text = values.astype("string").str.strip().str.lower().fillna("")
@@ -187,11 +209,13 @@ def ingest_manifest(
     else:
         raw, source = read_table(manifest), source or os.fspath(manifest)
     df = _checked_required(apply_column_map(raw, columns, source), raw, source)
-    out = _canonical(df, image_root, keep_columns or [], source)
+    require_columns(df, keep_columns or [], "dataset.keep_columns", source, columns)
+    require_columns(df, label_columns or [], "dataset.label_columns", source, columns)
+    out = _canonical(df, image_root, keep_columns or [])
     if dicom_tags:
         _fill_from_dicom(out)
     out = _normalise_metadata(out)
-    labels = _label_columns(df, label_columns, source)
+    labels = _label_columns(df, label_columns)
     for original, name in labels.items():
         out[name] = normalise_label(df[original], original, source)
     exists = _check_image_files(out, source, on_missing_image)
@@ -239,7 +263,7 @@ def _checked_required(df: pd.DataFrame, raw: pd.DataFrame, source: str) -> pd.Da
     return df
 
 
-def _canonical(df: pd.DataFrame, image_root, keep_columns: list[str], source: str) -> pd.DataFrame:
+def _canonical(df: pd.DataFrame, image_root, keep_columns: list[str]) -> pd.DataFrame:
     """Id, resolved path, the path as written, the known optional columns and the kept ones."""
     out = pd.DataFrame({"image_id": df["image_id"].astype(str)})
     root = Path(image_root) if image_root else None
@@ -249,11 +273,7 @@ def _canonical(df: pd.DataFrame, image_root, keep_columns: list[str], source: st
     for col in OPTIONAL:
         if col in df.columns:
             out[col] = df[col]
-    for col in keep_columns:
-        if col not in df.columns:
-            raise ManifestError(
-                f"{source}: column {col!r} (keep_columns) not found; columns are {list(df.columns)}"
-            )
+    for col in keep_columns:  # present: ingest_manifest checked them
         out[snake_case(col)] = df[col].astype("string").replace("", pd.NA)
     return out
 
@@ -318,15 +338,9 @@ def _check_image_files(out: pd.DataFrame, source: str, on_missing_image: str) ->
     return exists
 
 
-def _label_columns(df: pd.DataFrame, requested: list[str] | None, source: str) -> dict[str, str]:
+def _label_columns(df: pd.DataFrame, requested: list[str] | None) -> dict[str, str]:
     """Map manifest column -> canonical snake_case label name."""
-    if requested is not None:
-        absent = [c for c in requested if c not in df.columns]
-        if absent:
-            raise ManifestError(
-                f"{source}: label column(s) {absent} (dataset.label_columns) "
-                f"not found; columns are {list(df.columns)}"
-            )
+    if requested is not None:  # present: ingest_manifest checked them
         return {c: snake_case(c) for c in requested}
     return {
         c: snake_case(c)

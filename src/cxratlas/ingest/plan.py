@@ -29,9 +29,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from cxratlas.config import UserConfig
+    from cxratlas.ingest.columns import ManifestNames
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,8 @@ class PlanError(ValueError):
 class Plan:
     """What every rule needs to know before it runs. `shard_revs[i]` is the revision of
     `shards[i]`; `epoch` names the ledger (a new one starts when there was none, or the demo's
-    images were drawn again)."""
+    images were drawn again); `columns`: the manifest's columns as the plan read them (the
+    settings that name columns are checked against them)."""
 
     key: str
     n_images: int
@@ -62,6 +67,7 @@ class Plan:
     sample_sha: str
     members_sha: str
     inputs_stamp: str = ""
+    columns: tuple[str, ...] = ()
     changes: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = field(default=())
 
@@ -175,17 +181,34 @@ def check_analysis_settings(config: dict[str, Any], findings: tuple[str, ...]) -
             )
 
 
-def _draw(config: dict[str, Any], manifest: pd.DataFrame, extra: tuple[str, ...]):
+def manifest_names(plan: Plan, specs: list[dict[str, Any]]) -> ManifestNames:
+    """What the settings that name columns are checked against (`ingest.columns`)."""
+    from cxratlas.ingest.columns import ManifestNames
+
+    return ManifestNames.of(plan.columns, plan.attributes, specs)
+
+
+def check_column_settings(
+    config: dict[str, Any], names: ManifestNames, user: UserConfig | None
+) -> None:
+    """A column the user named that the manifest lacks stops the plan; a default's gives way."""
+    from cxratlas.ingest import columns
+
+    try:
+        columns.check_column_settings(config, names, user)
+    except columns.ColumnSettingError as exc:
+        raise PlanError(str(exc)) from None
+
+
+def _draw(
+    config: dict[str, Any], manifest: pd.DataFrame, extra: tuple[str, ...], names: ManifestNames
+):
+    from cxratlas.ingest.columns import settled
     from cxratlas.ingest.sample import draw_sample, n_shards
 
     s, shard_size = config["sample"], config["extract"]["shard_size"]
     notes = []
-    absent = [c for c in s["stratify_by"] or [] if c not in manifest.columns]
-    if absent:
-        raise PlanError(
-            f"sample.stratify_by: column(s) {absent} are not in the manifest (columns: "
-            f"{list(manifest.columns)}); values filled from DICOM headers arrive only at ingest"
-        )
+    strata = settled(config, "sample.stratify_by", names)  # the user's are all there
     if s["n"] is not None and s["n"] > len(manifest):
         notes.append(
             f"sample.n is {s['n']} but the datasets hold {len(manifest)} usable images: the "
@@ -194,7 +217,7 @@ def _draw(config: dict[str, Any], manifest: pd.DataFrame, extra: tuple[str, ...]
         )
     unit = s.get("unit", "image")
     try:
-        drawn = draw_sample(manifest, s["n"], s["seed"], s["stratify_by"], extra, unit)
+        drawn = draw_sample(manifest, s["n"], s["seed"], strata, extra, unit)
     except KeyError as exc:
         raise PlanError(exc.args[0]) from None
     return drawn, notes
@@ -229,10 +252,14 @@ def make_plan(
     demo_dir: str = "resources/demo",
     say: Callable[[str], None] = log.warning,
     extra: tuple[str, ...] = (),
+    user: UserConfig | None = None,
 ) -> Plan:
     """Validate the datasets, draw the sample and assign its shards against the committed
     ledger; writes nothing under results/. `extra`: manifest columns the models' shards read
-    beyond id and path (the embed registry says)."""
+    beyond id and path (the embed registry says). `user`: what the user wrote
+    (`cxratlas.config.UserConfig`), so that a default naming an absent column gives way while
+    the user's own is an error; without it every setting is taken as a default."""
+    from cxratlas.ingest.columns import ManifestNames
     from cxratlas.ingest.datasets import dataset_specs, ingest_datasets
     from cxratlas.ingest.sample import assign_shards
     from cxratlas.io import ManifestColumns
@@ -244,6 +271,7 @@ def make_plan(
     cached = _cached(key)
     if cached:
         check_analysis_settings(config, cached.findings)
+        check_column_settings(config, manifest_names(cached, specs), user)
         for note in cached.notes:
             say(note)
         return cached
@@ -255,7 +283,9 @@ def make_plan(
     manifest, _ = ingest_datasets(quick, config["privacy"], sampled=held)
     columns = ManifestColumns.of(manifest)
     check_analysis_settings(config, columns.findings)
-    drawn, notes = _draw(config, manifest, extra)
+    names = ManifestNames.of(manifest.columns, columns.attributes, specs)
+    check_column_settings(config, names, user)
+    drawn, notes = _draw(config, manifest, extra, names)
     ledger, changes = assign_shards(drawn, previous, config["extract"]["shard_size"])
     sha = frame_sha(ledger)
     revs = ledger.groupby("shard")["shard_rev"].max()
@@ -273,6 +303,7 @@ def make_plan(
         sample_sha=sha,
         members_sha=members_sha(ledger),
         inputs_stamp=stamp,
+        columns=tuple(manifest.columns),
         changes=changes.counts(),
         notes=tuple(notes),
     )

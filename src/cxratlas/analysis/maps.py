@@ -134,10 +134,10 @@ def small_multiples(reduced: pd.DataFrame, manifest: pd.DataFrame, findings: tup
 
 def _save(fig, out: str) -> None:
     """`out` without suffix: the figure as <out>.png and <out>.svg."""
-    from cxratlas.io import atomic_path
+    from cxratlas.io import save_figure
 
     for suffix in (".png", ".svg"):
         # SVG text stays text (editable, searchable), not glyph outlines
-        with atomic_path(out + suffix) as tmp, plt.rc_context({"svg.fonttype": "none"}):
-            fig.savefig(tmp, format=suffix[1:], dpi=130, bbox_inches="tight")
+        with plt.rc_context({"svg.fonttype": "none"}):
+            save_figure(fig, out + suffix, dpi=130, bbox_inches="tight")
     plt.close(fig)

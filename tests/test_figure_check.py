@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.transforms import IdentityTransform  # noqa: E402
 
@@ -194,3 +195,121 @@ def test_save_figure_records_the_check_where_the_environment_says(tmp_path, monk
     data = json.loads(record.read_text())
     assert data["figure"] == str(tmp_path / "out" / "fig.png")
     assert [p["kind"] for p in data["problems"]] == ["outside"] and data["texts"] == 11
+
+
+# -- the project's figures, drawn on hard cases ------------------------------------------------
+
+
+def drawn(tmp_path, monkeypatch) -> dict[str, dict]:
+    """The checks save_figure recorded under tmp_path/checks: {figure file name: check}."""
+    out = {}
+    for path in (tmp_path / "checks").glob("*.json"):
+        data = json.loads(path.read_text())
+        out[data["figure"].rsplit("/", 1)[-1]] = data
+    return out
+
+
+@pytest.fixture
+def checks(tmp_path, monkeypatch):
+    monkeypatch.setenv(CHECKS_ENV, str(tmp_path / "checks"))
+    return lambda: drawn(tmp_path, monkeypatch)
+
+
+def test_the_probe_figure_holds_a_ci_that_reaches_below_0_3(tmp_path, checks):
+    from cxratlas.analysis.plots import probe_plot
+
+    rows = [("effusion", "a", 0.52, 0.21, 0.8), ("effusion", "b", 0.9, 0.8, 1.0),
+            ("nodule", "a", 0.7, 0.6, 0.8), ("nodule", "b", 0.97, 0.94, 1.0)]  # fmt: skip
+    table = pd.DataFrame(rows, columns=["finding", "model", "auroc", "ci_low", "ci_high"])
+    table["status"] = "scored"
+    probe_plot(table, str(tmp_path / "probes.png"))
+    check = checks()["probes.png"]
+    assert check["errorbars"] == 4 and check["problems"] == []
+
+
+def test_the_stability_figure_labels_close_sizes_without_overlap(tmp_path, checks):
+    from cxratlas.analysis.cluster_stability import stability_plot, sweep_sizes
+
+    sizes = sweep_sizes(10_000, 1_000_000)  # five-digit sizes 0.125 decades apart
+    n = len(sizes)
+    table = pd.DataFrame({"min_cluster_size": sizes, "configured": [s == 10_000 for s in sizes],
+                          "clusters": np.arange(n, 0, -1), "noise_share": np.linspace(0, 1, n),
+                          "ari_with_previous": [np.nan, *np.linspace(0.5, 1, n - 1)]})  # fmt: skip
+    stability_plot(table, "m: a plateau at min_cluster_size 10000", str(tmp_path / "s.png"))
+    assert checks()["s.png"]["problems"] == []
+
+
+def test_the_cluster_map_writes_ids_beside_clusters_and_names_in_a_key(tmp_path, checks):
+    from cxratlas.analysis.maps import cluster_map
+
+    rng = np.random.default_rng(1)
+    centres = np.array([[0, 0], [8, 0], [0, 8], [8, 8], [4, 4], [16, 0]])  # one at the edge
+    xy = np.vstack([c + rng.normal(scale=0.8, size=(50, 2)) for c in centres])
+    cluster = np.repeat(np.arange(6), 50)
+    reduced = pd.DataFrame({"image_id": [f"i{i}" for i in range(300)], "x": xy[:, 0],
+                            "y": xy[:, 1], "cluster": cluster,
+                            "outlier": rng.random(300)})  # fmt: skip
+    names = {f"c{k}": f"c{k} · PA · manufacturer Vendor{k} 100% · effusion ×3.1" for k in range(6)}
+    assert cluster_map(reduced, names, "m", str(tmp_path / "clusters")) == 6
+    found = checks()
+    assert found["clusters.png"]["problems"] == [] and found["clusters.svg"]["problems"] == []
+    svg = (tmp_path / "clusters.svg").read_text()
+    assert all(name in svg for name in names.values())  # every full name, in the key
+
+
+def test_nothing_skipped_is_a_sentence_not_empty_axes(tmp_path, checks):
+    from cxratlas.analysis.quality import quality_plot
+
+    table = pd.DataFrame(columns=["stage", "model", "shard", "image_id", "reason",
+                                  "reason_class"])  # fmt: skip
+    summary = pd.DataFrame({"stage": ["ingest", "embed"], "model": ["", "m"],
+                            "images": [None, 300], "skipped": [0, 0],
+                            "reasons": ["", ""]})  # fmt: skip
+    quality_plot(table, summary, str(tmp_path / "skipped.png"))
+    check = checks()["skipped.png"]
+    assert check["problems"] == [] and check["texts"] == 1  # one sentence, no axes
+
+
+def test_the_confounding_figure_keeps_its_notes_clear_of_the_legend(tmp_path, checks):
+    from cxratlas.analysis.shortcut_plots import confounding_plot
+
+    rows = [("effusion", "a", 0.9, 0.88, 0.55, False, "scored", 40, 100),
+            ("pneumonia", "a", 0.7, 0.2, 0.82, True, "scored", 30, 100),  # within-site 0.2
+            ("no_finding", "a", np.nan, np.nan, np.nan, False, "skipped", 115, 115)]  # fmt: skip
+    table = pd.DataFrame(rows, columns=["finding", "model", "pooled_auroc", "within_site_auroc",
+                                        "metadata_auroc", "flagged", "status", "positives",
+                                        "n"])  # fmt: skip
+    table["site"] = "manufacturer"
+    confounding_plot(table, str(tmp_path / "c.png"))
+    assert checks()["c.png"]["problems"] == []
+
+
+def test_heatmap_numbers_read_on_every_cell(tmp_path, checks):
+    from cxratlas.analysis.plots import agreement_heatmaps
+    from cxratlas.analysis.shortcut_plots import gap_heatmap
+
+    models = ["a", "b", "c", "d"]
+    pairs = pd.DataFrame([(a, b, v, v, v) for (a, b), v in
+                          zip([("a", "b"), ("a", "c"), ("a", "d"), ("b", "c"), ("b", "d"),
+                               ("c", "d")], np.linspace(0.05, 0.95, 6), strict=True)],
+                         columns=["model_a", "model_b", "jaccard_k", "cka", "ari"])  # fmt: skip
+    agreement_heatmaps(pairs, models, str(tmp_path / "agreement.png"))
+    gaps = pd.DataFrame({"finding": "f", "model": np.repeat(models, 3),
+                         "attribute": ["sex", "site", "view"] * 4,
+                         "gap": np.linspace(0, 0.3, 12),
+                         "separated": [True, False] * 6})  # fmt: skip
+    gap_heatmap(gaps, str(tmp_path / "gaps.png"))
+    found = checks()
+    assert found["agreement.png"]["texts"] >= 3 * 16 and found["agreement.png"]["problems"] == []
+    assert found["gaps.png"]["problems"] == []
+
+
+def test_the_dataset_figure_keeps_its_legend_off_the_bars(tmp_path, checks):
+    from cxratlas.analysis.datasets import dataset_plot
+
+    # clusters of one size: every bar runs to the right edge, where a legend inside would sit
+    clusters = pd.DataFrame({"model": "m", "cluster": np.repeat([f"c{k}" for k in range(6)], 2),
+                             "dataset": ["site_a", "site_b"] * 6, "n": 25})  # fmt: skip
+    mixing = pd.DataFrame({"model": ["m"], "dataset": ["all"], "separation": [0.1]})
+    dataset_plot(clusters, mixing, str(tmp_path / "datasets.png"))
+    assert checks()["datasets.png"]["problems"] == []

@@ -73,7 +73,7 @@ def eda_figure(table: pd.DataFrame, out_path: str) -> None:
     ]
     labels = table[table["section"].str.startswith("label:")]
     panels = len(plain) + (1 if len(labels) else 0)
-    cols = 3
+    cols = min(3, max(panels, 1))  # two panels: two columns, not a third left blank
     rows = max(1, -(-panels // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
     for ax, section in zip(axes.flat, plain, strict=False):

@@ -1,5 +1,7 @@
-"""Maps as pictures: each model's map with its clusters coloured and named, its outliers marked,
-and small multiples of the same map coloured by view, site or dataset and by each finding.
+"""Maps as pictures: each model's map with its clusters coloured, their ids written beside them
+and their full names in a key beside the map (names run to 60 characters: written on the map
+they covered points and ran out of the frame), its outliers ringed, and small multiples of the
+same map coloured by view, site or dataset and by each finding.
 
 Drawn with matplotlib (datamapplot 0.7 would add datashader, dask, numba and scikit-image to
 every environment and asks fonts.googleapis.com for its fonts, which a cluster node cannot
@@ -35,48 +37,72 @@ def _scatter(ax, x, y, colours, n: int) -> None:
 
 
 def _label_spots(members: np.ndarray, pad: float):
-    """Where a cluster's id may go, in display pixels: above, below, right of and left of its
-    members' box, each with the text alignment that keeps it off the cluster."""
-    (x0, y0), (x1, y1) = members.min(axis=0), members.max(axis=0)
-    cx, cy = np.median(members, axis=0)
-    return [((cx, y1 + pad), "center", "bottom"), ((cx, y0 - pad), "center", "top"),
-            ((x1 + pad, cy), "left", "center"), ((x0 - pad, cy), "right", "center")]  # fmt: skip
+    """Where a cluster's id may go, in display pixels: above, below, right of and left of the
+    box of all its members, then of the half nearest its medoid (a cluster in several pieces
+    gets spots by its main piece, not only around the empty middle of its box), each with the
+    text alignment that keeps it off the points."""
+    medoid = members[np.argmin(((members - np.median(members, axis=0)) ** 2).sum(axis=1))]
+    near = np.linalg.norm(members - medoid, axis=1)
+    spots = []
+    for part in (members, members[near <= np.median(near)]):
+        (x0, y0), (x1, y1) = part.min(axis=0), part.max(axis=0)
+        cx, cy = np.median(part, axis=0)
+        spots += [((cx, y1 + pad), "center", "bottom"), ((cx, y0 - pad), "center", "top"),
+                  ((x1 + pad, cy), "left", "center"),
+                  ((x0 - pad, cy), "right", "center")]  # fmt: skip
+    return spots
 
 
-def _covered(box, points: np.ndarray) -> int:
-    return int(((points[:, 0] > box.x0) & (points[:, 0] < box.x1)
-                & (points[:, 1] > box.y0) & (points[:, 1] < box.y1)).sum())  # fmt: skip
+def _gap(box, pts: np.ndarray) -> float:
+    """Pixels from `box` to the nearest of `pts` (0 inside; inf for none)."""
+    if not len(pts):
+        return float("inf")
+    dx = np.maximum(np.maximum(box.x0 - pts[:, 0], pts[:, 0] - box.x1), 0)
+    dy = np.maximum(np.maximum(box.y0 - pts[:, 1], pts[:, 1] - box.y1), 0)
+    return float(np.hypot(dx, dy).min())
+
+
+def _spot_cost(box, points: np.ndarray, own: np.ndarray) -> tuple[int, bool, float]:
+    """(points the box covers, whether another cluster lies nearer than its own, its gap to
+    its own cluster): fewest points covered first, then a spot no reader could give to the
+    neighbouring cluster, then the closest."""
+    inside = ((points[:, 0] > box.x0) & (points[:, 0] < box.x1)
+              & (points[:, 1] > box.y0) & (points[:, 1] < box.y1))  # fmt: skip
+    gap = _gap(box, points[own])
+    return int(inside.sum()), _gap(box, points[~own]) < gap, gap
 
 
 def _place_ids(ax, x, y, cluster, max_labels: int = 60) -> int:
-    """Write each cluster's id ("c3") beside it, not on it: of four spots around the cluster,
+    """Write each cluster's id ("c3") beside it, not on it: of the spots around the cluster,
     the one inside the frame, clear of the ids drawn before (largest clusters first), that
-    covers the fewest points. A cluster with no such spot goes unlabelled on the map (its
-    colour and full name are in the key). Returns how many ids were drawn."""
+    covers the fewest points and then lies closest to the cluster. A cluster with no such
+    spot goes unlabelled on the map (its colour and full name are in the key). Returns how
+    many ids were drawn."""
     fig = ax.figure
     fig.canvas.draw()  # the aspect and limits are final only once drawn
     renderer = fig.canvas.get_renderer()
     points = ax.transData.transform(np.column_stack([x, y]))
     to_data = ax.transData.inverted()
-    pad = 3 * fig.dpi / 72
+    # clear of the largest marker drawn (an outlier's ring), plus 2 points
+    radius = np.sqrt(_point_size(len(x)) * 4 + 6) / 2 * fig.dpi / 72
+    pad = radius + 2 * fig.dpi / 72
     drawn: list = []
+    step = max(1, len(points) // 200_000)  # a million-point map is scored on a fifth
+    points, cluster = points[::step], np.asarray(cluster)[::step]
     ids, sizes = np.unique(cluster[cluster >= 0], return_counts=True)
     for k in ids[np.argsort(-sizes, kind="stable")][:max_labels]:
-        best = None
-        for (px, py), ha, va in _label_spots(points[cluster == k], pad):
+        own, best = cluster == k, None
+        for (px, py), ha, va in _label_spots(points[own], pad):
             text = ax.text(*to_data.transform((px, py)), f"c{k}", fontsize=8, ha=ha, va=va,
                            zorder=5, fontweight="bold")  # fmt: skip
             box = text.get_window_extent(renderer).expanded(1.1, 1.1)
             fits = ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1)
-            score = _covered(box, points)
-            if (
-                fits
-                and not any(box.overlaps(o) for o in drawn)
-                and (best is None or score < best[0])
-            ):
+            cost = _spot_cost(box.padded(radius), points, own)
+            if fits and not any(box.overlaps(o) for o in drawn) and (best is None
+                                                                    or cost < best[0]):  # fmt: skip
                 if best is not None:
                     best[1].remove()
-                best = (score, text, box)
+                best = (cost, text, box)
             else:
                 text.remove()
         if best is not None:

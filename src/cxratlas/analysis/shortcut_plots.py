@@ -56,7 +56,7 @@ def gap_heatmap(gaps: pd.DataFrame, out_path: str) -> None:
         M = g.pivot(index="row", columns="attribute", values="gap")
         marks = g.pivot(index="row", columns="attribute", values="separated").fillna(False)
         fig.colorbar(_heatmap(ax, M, ".2f", 0.0, 0.3, marks), ax=ax, shrink=0.8,
-                     label="AUROC gap (best - worst subgroup)")  # fmt: skip
+                     label="AUROC gap\n(best - worst subgroup)")  # fmt: skip
         ax.set_title("Subgroup gaps (* CIs separate)", fontsize=10)
     save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)

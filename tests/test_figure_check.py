@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from matplotlib.transforms import IdentityTransform  # noqa: E402
 
 from cxratlas.figure_check import CHECKS_ENV, check_figure, contrast_ratio  # noqa: E402
@@ -313,3 +314,20 @@ def test_the_dataset_figure_keeps_its_legend_off_the_bars(tmp_path, checks):
     mixing = pd.DataFrame({"model": ["m"], "dataset": ["all"], "separation": [0.1]})
     dataset_plot(clusters, mixing, str(tmp_path / "datasets.png"))
     assert checks()["datasets.png"]["problems"] == []
+
+
+def test_checking_a_figure_leaves_it_as_drawn():
+    """save_figure checks before it saves: the check must not move or turn anything."""
+    fig, ax = plt.subplots(figsize=(4, 3), layout="tight")
+    ax.bar(range(3), [1, 2, 3])
+    ax.set_xticks(range(3), ["a", "b", "c"], rotation=270)
+    ax.set_ylabel("count", rotation=270)
+    fig.canvas.draw()  # a draw places the title: compare drawn with drawn
+
+    def texts():
+        return [(t.get_text(), t.get_rotation(), *np.round(t.get_position(), 6))
+                for t in fig.findobj(Text)]  # fmt: skip
+
+    before = texts()
+    check_figure(fig)
+    assert texts() == before

@@ -136,13 +136,14 @@ def _corners(text, box, renderer) -> np.ndarray:
     """The four corners of a text's (possibly rotated) box, in display pixels: the window
     extent of a rotated text is the box around its rotated rectangle, which would make two
     neighbouring 45-degree tick labels overlap when their glyphs do not."""
-    angle = text.get_rotation() % 180
+    rotation = text.get_rotation()
+    angle = rotation % 180  # a box turned 180 degrees is the same box
     x0, y0, x1, y1 = box.extents
     if angle == 0:
         return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
     text.set_rotation(0)
     w, h = text.get_window_extent(renderer).size
-    text.set_rotation(angle)
+    text.set_rotation(rotation)  # as it was: the figure is saved after the check
     c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
     half = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2
     return np.array([(x0 + x1) / 2, (y0 + y1) / 2]) + half @ np.array([[c, s], [-s, c]])

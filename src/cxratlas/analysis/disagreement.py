@@ -94,9 +94,11 @@ def disagreement_sheet(
             near = [i for i in ids if i != r.row][:neighbours]
             cells += [thumbs[i] for i in near] + [None] * (neighbours - len(near)) + [None]
         rows[f"{r.image_id[:14]} {getattr(r, ATLAS_AGREEMENT):.2f}"] = cells
-    title = ("image, then the nearest " + str(neighbours) + " of: " + " | ".join(models)
-             + "   (row label: image id, mean agreement)")  # fmt: skip
-    return contact_sheet(rows, title=title)
+    title = (f"The {len(rows)} images the models agree on least: each image, then its nearest "
+             f"{neighbours} in each model (row label: image id, mean agreement)")  # fmt: skip
+    headers = {0: "image"} | {2 + i * (neighbours + 1): f"nearest in {m}"
+                              for i, m in enumerate(models)}  # fmt: skip
+    return contact_sheet(rows, title=title, headers=headers)
 
 
 def curve_plot(curve: pd.DataFrame, out_path: str) -> None:

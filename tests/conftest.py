@@ -45,12 +45,15 @@ def tiny_dinov2(tmp_path_factory) -> Path:
 def demo_run(repo, tmp_path_factory) -> Path:
     """One finished 300-image demo run (two models, three shards each), shared by every module
     that only reads it or dry-runs on it (test_workflow, test_viewer): a test that changes its
-    results must work on a copy."""
+    results must work on a copy. Every figure it saves is layout-checked into
+    `figure-checks/` (`cxratlas.figure_check`; test_workflow reads them)."""
     from workflow_runs import snakemake, write_config
+
+    from cxratlas.figure_check import CHECKS_ENV
 
     workdir = tmp_path_factory.mktemp("wf")
     write_config(workdir)
-    snakemake(repo, workdir)
+    snakemake(repo, workdir, env={CHECKS_ENV: str(workdir / "figure-checks")})
     return workdir
 
 

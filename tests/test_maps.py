@@ -47,3 +47,47 @@ def test_small_multiples_have_a_panel_per_attribute_and_finding(tmp_path):
                              str(tmp_path / "multiples"))  # fmt: skip
     assert titles == ["view_position", "sex", "effusion"]  # one-valued site: no panel
     assert (tmp_path / "multiples.svg").stat().st_size > 1000
+
+
+def test_cluster_ids_sit_beside_their_clusters_covering_no_point():
+    """Every id is drawn next to its cluster (within 30 px of a member) and over no point."""
+    from cxratlas.analysis.maps import _place_ids, _scatter
+    from cxratlas.analysis.plots import plt
+
+    reduced = _map()
+    x, y, cluster = (reduced[c].to_numpy() for c in ("x", "y", "cluster"))
+    fig, ax = plt.subplots(figsize=(6, 5))
+    _scatter(ax, x, y, "k", len(x))
+    assert _place_ids(ax, x, y, cluster) == 3
+    renderer = fig.canvas.get_renderer()
+    points = ax.transData.transform(np.column_stack([x, y]))
+    for text in ax.texts:
+        box = text.get_window_extent(renderer)
+        inside = ((points[:, 0] > box.x0) & (points[:, 0] < box.x1)
+                  & (points[:, 1] > box.y0) & (points[:, 1] < box.y1))  # fmt: skip
+        assert not inside.any(), text.get_text()
+        own = points[cluster == int(text.get_text()[1:])]
+        gap = np.hypot(np.clip(own[:, 0], box.x0, box.x1) - own[:, 0],
+                       np.clip(own[:, 1], box.y0, box.y1) - own[:, 1]).min()  # fmt: skip
+        assert gap < 30, (text.get_text(), gap)
+    plt.close(fig)
+
+
+def test_a_crowded_map_labels_what_fits_and_passes_the_figure_check(tmp_path, monkeypatch):
+    import json
+
+    from cxratlas.figure_check import CHECKS_ENV
+
+    rng = np.random.default_rng(2)
+    centres = np.array([(i, j) for i in range(6) for j in range(5)], float) * 3
+    xy = np.vstack([c + rng.normal(scale=0.4, size=(20, 2)) for c in centres])
+    cluster = np.repeat(np.arange(30), 20)
+    reduced = pd.DataFrame({"image_id": [f"i{i}" for i in range(600)], "x": xy[:, 0],
+                            "y": xy[:, 1], "cluster": cluster,
+                            "outlier": rng.random(600)})  # fmt: skip
+    names = {f"c{k}": f"c{k} · a long name for cluster {k}, as real ones are" for k in range(30)}
+    monkeypatch.setenv(CHECKS_ENV, str(tmp_path / "checks"))
+    drawn = cluster_map(reduced, names, "m", str(tmp_path / "clusters"))
+    assert 20 <= drawn <= 30
+    for record in (tmp_path / "checks").glob("*.json"):
+        assert json.loads(record.read_text())["problems"] == []

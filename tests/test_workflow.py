@@ -236,6 +236,27 @@ def test_where_models_disagree_and_whether_clusters_are_stable(demo_run):
         assert len(sweep) >= 6 and sweep["noise_share"].between(0, 1).all()
 
 
+# matplotlib figures the 300-image demo run draws: EDA, love plot, agreement heatmaps and curve,
+# probes, the shortcut audit's three, label noise, skipped images, per model its stability
+# sweep and its two maps (each as PNG and SVG). Contact sheets and lead strips are PIL images.
+DEMO_FIGURES = 20
+
+
+@pytest.mark.smoke  # make test-fast: reads the shared run's figure checks, adds no run
+def test_every_figure_of_the_run_is_readable(demo_run):
+    """No text outside its figure or over other text, no legend over data, no CI cut by an
+    axis, readable contrast, a sentence instead of empty axes: measured on every figure the
+    run drew (`cxratlas.figure_check`, recorded by save_figure for the demo_run fixture)."""
+    checks = [json.loads(p.read_text()) for p in (demo_run / "figure-checks").glob("*.json")]
+    checked = {c["figure"] for c in checks}
+    pngs = {str(p.relative_to(demo_run)) for p in (demo_run / "results/analysis").rglob("*.png")}
+    sheets = {p for p in pngs if p.endswith("contact_sheet.png")}  # PIL, no matplotlib text
+    assert len(checks) == DEMO_FIGURES and pngs - sheets <= checked, sorted(pngs - checked)
+    assert sum(c["texts"] for c in checks) > 500 and sum(c["errorbars"] for c in checks) >= 8
+    problems = [f"{c['figure']}: {p['detail']}" for c in checks for p in c["problems"]]
+    assert problems == [], "\n".join(problems)
+
+
 def test_html_report_holds_the_analyses_with_captions(repo, demo_run):
     snakemake(repo, demo_run, "--report", "report.html")
     html = (demo_run / "report.html").read_text(errors="replace")

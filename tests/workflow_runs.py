@@ -4,6 +4,7 @@ module that reads a finished 300-image demo run reads the same one."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,9 @@ ANALYSIS = {"compare": 1, "disagreement": 1, "probes": 1, "shortcuts": 1, "clust
             "maps": 1, "summary": 1}  # fmt: skip
 
 
-def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True):
+def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True, env: dict | None = None):
+    """Run the workflow in `workdir` on its test.yaml; `env`: variables added to this process's
+    environment for the run (every job sees them)."""
     cmd = [
         *SNAKEMAKE,
         "-s",
@@ -30,7 +33,8 @@ def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True):
         str(workdir / "test.yaml"),
         *args,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    env = {**os.environ, **env} if env else None
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"

@@ -71,7 +71,14 @@ def write_tsv(df, path: str | os.PathLike, **to_csv_kwargs) -> None:
 
 
 def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
-    """Save a matplotlib figure atomically, in the format its suffix names."""
+    """Save a matplotlib figure atomically, in the format its suffix names. With
+    `CXR_ATLAS_FIGURE_CHECKS` set to a folder, the figure's layout check (`figure_check`: text
+    outside or over text, legends over data, contrast, cut CIs) is written there first."""
+    from cxratlas.figure_check import CHECKS_ENV, record
+
+    if os.environ.get(CHECKS_ENV):
+        tight = savefig_kwargs.get("bbox_inches") == "tight"
+        record(fig, path, tight=tight, folder=os.environ[CHECKS_ENV])
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=Path(path).suffix[1:], **savefig_kwargs)
 

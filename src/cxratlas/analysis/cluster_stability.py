@@ -81,22 +81,31 @@ def _verdict(table: pd.DataFrame, model: str) -> str:
 
 
 def stability_plot(table: pd.DataFrame, verdict: str, out_path: str) -> None:
-    from cxratlas.analysis.plots import plt
+    """Clusters, noise share and ARI against min_cluster_size on a log axis, ticked at the
+    swept sizes in plain numbers (the configured one always labelled, close neighbours'
+    labels dropped rather than drawn over each other)."""
+    from cxratlas.analysis.plots import plain_log_ticks, plt, say_why, thin_tick_labels
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     x = table["min_cluster_size"]
+    configured = x[table["configured"]].tolist()
     panels = (("clusters", "clusters"), ("noise_share", "noise share"),
               ("ari_with_previous", "ARI with the previous setting"))  # fmt: skip
     for ax, (col, label) in zip(axes, panels, strict=True):
-        ax.plot(x, table[col], "o-")
-        ax.set_xscale("log")
-        ax.set_xlabel("min_cluster_size")
         ax.set_title(label, fontsize=10)
-        for c in x[table["configured"]]:
+        if table[col].notna().sum() == 0:
+            say_why(ax, f"no {label}: {len(table)} setting(s) swept")
+            continue
+        ax.plot(x, table[col], "o-")
+        plain_log_ticks(ax, x)  # the swept sizes are the ticks
+        ax.set_xlabel("min_cluster_size")
+        for c in configured:
             ax.axvline(c, color="grey", ls="--", lw=0.8)
-    axes[1].set_ylim(0, 1)
-    axes[2].set_ylim(0, 1.05)
+    axes[1].set_ylim(-0.02, 1.02)  # a share of 0 or 1 drawn whole, not cut by the frame
+    axes[2].set_ylim(-0.02, 1.05)
     fig.suptitle(verdict, fontsize=9)
     fig.tight_layout()
+    for ax in axes:
+        thin_tick_labels(ax, keep=configured)
     save_figure(fig, out_path, dpi=120)
     plt.close(fig)

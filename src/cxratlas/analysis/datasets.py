@@ -83,7 +83,7 @@ def compare_datasets(
 
 def dataset_plot(clusters: pd.DataFrame, mixing: pd.DataFrame, out_path: str) -> None:
     """Per model, one stacked bar per cluster: the datasets its images come from."""
-    from cxratlas.analysis.plots import plt
+    from cxratlas.analysis.plots import legend_beside, plt
 
     models = list(dict.fromkeys(clusters["model"]))
     datasets = sorted(clusters["dataset"].unique())
@@ -104,7 +104,7 @@ def dataset_plot(clusters: pd.DataFrame, mixing: pd.DataFrame, out_path: str) ->
         sep = mixing[(mixing["model"] == m) & (mixing["dataset"] == "all")]["separation"]
         ax.set_title(f"{m}: dataset separation {float(sep.iloc[0]):.2f} (0 mixed, 1 apart)")
         ax.set_xlabel("images")
-    axes[0, 0].legend(fontsize=8, loc="lower right")
+    legend_beside(axes[0, 0], title="dataset")
     fig.tight_layout()
-    save_figure(fig, out_path, dpi=120)
+    save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -94,24 +94,30 @@ def disagreement_sheet(
             near = [i for i in ids if i != r.row][:neighbours]
             cells += [thumbs[i] for i in near] + [None] * (neighbours - len(near)) + [None]
         rows[f"{r.image_id[:14]} {getattr(r, ATLAS_AGREEMENT):.2f}"] = cells
-    title = ("image, then the nearest " + str(neighbours) + " of: " + " | ".join(models)
-             + "   (row label: image id, mean agreement)")  # fmt: skip
-    return contact_sheet(rows, title=title)
+    title = (f"The {len(rows)} images the models agree on least: each image, then its nearest "
+             f"{neighbours} in each model (row label: image id, mean agreement)")  # fmt: skip
+    headers = {0: "image"} | {2 + i * (neighbours + 1): f"nearest in {m}"
+                              for i, m in enumerate(models)}  # fmt: skip
+    return contact_sheet(rows, title=title, headers=headers)
 
 
 def curve_plot(curve: pd.DataFrame, out_path: str) -> None:
-    from cxratlas.analysis.plots import plt
+    """Mutual kNN and CKA of every model pair against the sample size; the pairs' key beside
+    the second panel (agreement near 1 would put a key inside the axes over the lines)."""
+    from cxratlas.analysis.plots import legend_beside, plain_log_ticks, plt, thin_tick_labels
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for (a, b), sub in curve.groupby(["model_a", "model_b"], sort=False):
         for ax, col in zip(axes, ("mutual_knn_jaccard", "cka"), strict=True):
             ax.plot(sub["n"], sub[col], "o-", label=f"{a} ~ {b}")
     for ax, title in zip(axes, ("mutual kNN (Jaccard of k-NN sets)", "linear CKA"), strict=True):
-        ax.set_xscale("log")
+        plain_log_ticks(ax, curve["n"])
         ax.set_xlabel("images in the sample")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.03)  # an agreement of 1 drawn whole
         ax.set_title(title, fontsize=10)
-    axes[0].legend(fontsize=7)
+    legend_beside(axes[1], fontsize=7, title="model pair")
     fig.tight_layout()
-    save_figure(fig, out_path, dpi=120)
+    for ax in axes:
+        thin_tick_labels(ax, keep=[curve["n"].max()])
+    save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -73,7 +73,7 @@ def eda_figure(table: pd.DataFrame, out_path: str) -> None:
     ]
     labels = table[table["section"].str.startswith("label:")]
     panels = len(plain) + (1 if len(labels) else 0)
-    cols = 3
+    cols = min(3, max(panels, 1))  # two panels: two columns, not a third left blank
     rows = max(1, -(-panels // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
     for ax, section in zip(axes.flat, plain, strict=False):
@@ -89,8 +89,10 @@ def eda_figure(table: pd.DataFrame, out_path: str) -> None:
         for key in [k for k in ("positive", "negative", "uncertain", "missing") if k in wide]:
             ax.barh(wide.index, wide[key], left=bottom, label=key)
             bottom += wide[key].to_numpy()
-        ax.set_title("finding labels")
-        ax.legend(fontsize=7)
+        # the key above the bars, as the panel's title: inside the axes it covered them
+        ax.legend(title="finding labels", loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                  ncol=4, fontsize=7, title_fontsize="large", frameon=False,
+                  borderaxespad=0.2, handlelength=1)  # fmt: skip
         ax.tick_params(axis="y", labelsize=7)
     for ax in list(axes.flat)[panels:]:
         ax.axis("off")

@@ -125,11 +125,14 @@ def _font():
     return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), 11)
 
 
-def contact_sheet(groups: dict[str, list[bytes]], thumb: int = 96, title: str = "") -> bytes:
+def contact_sheet(groups: dict[str, list[bytes]], thumb: int = 96, title: str = "",
+                  headers: dict[int, str] | None = None) -> bytes:  # fmt: skip
     """One PNG: a row per group, its name on a line above its sample thumbnails (names are
-    long: "c3 · LATERAL · site B 80% · effusion ×3.1")."""
+    long: "c3 · LATERAL · site B 80% · effusion ×3.1"); `headers` name columns (column index
+    -> text) on a line under the title, e.g. which model's neighbours a block shows."""
     k = max((len(v) for v in groups.values()), default=1)
-    pad, line, head = 4, 14, 24 if title else 0
+    pad, line = 4, 14
+    head = (24 if title else 0) + (line + pad if headers else 0)
     row_h = line + thumb + pad
     width = max(k * (thumb + pad) + pad, 480)
     sheet = Image.new("L", (width, head + len(groups) * row_h), color=255)
@@ -137,6 +140,8 @@ def contact_sheet(groups: dict[str, list[bytes]], thumb: int = 96, title: str = 
     font = _font()
     if title:
         draw.text((4, 4), title, fill=0, font=font)
+    for c, text in (headers or {}).items():
+        draw.text((pad + c * (thumb + pad), head - line - pad), text, fill=0, font=font)
     for r, (group, pngs) in enumerate(groups.items()):
         y = head + r * row_h
         draw.text((pad, y), group, fill=0, font=font)

@@ -1,5 +1,7 @@
-"""Maps as pictures: each model's map with its clusters coloured and named, its outliers marked,
-and small multiples of the same map coloured by view, site or dataset and by each finding.
+"""Maps as pictures: each model's map with its clusters coloured, their ids written beside them
+and their full names in a key beside the map (names run to 60 characters: written on the map
+they covered points and ran out of the frame), its outliers ringed, and small multiples of the
+same map coloured by view, site or dataset and by each finding.
 
 Drawn with matplotlib (datamapplot 0.7 would add datashader, dask, numba and scikit-image to
 every environment and asks fonts.googleapis.com for its fonts, which a cluster node cannot
@@ -13,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from cxratlas.analysis.plots import plt
-from cxratlas.atlas.labels import map_labels
 from cxratlas.subgroups import subgroup_frame
 
 NOISE_COLOUR = "#d0d0d0"
@@ -35,33 +36,107 @@ def _scatter(ax, x, y, colours, n: int) -> None:
     ax.set_aspect("equal", adjustable="datalim")
 
 
-def _place_names(ax, labels: pd.DataFrame, max_names: int = 25) -> int:
-    """Draw the largest clusters' names, skipping any whose box would overlap one drawn."""
+def _label_spots(members: np.ndarray, pad: float):
+    """Where a cluster's id may go, in display pixels: above, below, right of and left of the
+    box of all its members, then of the half nearest its medoid (a cluster in several pieces
+    gets spots by its main piece, not only around the empty middle of its box), each with the
+    text alignment that keeps it off the points."""
+    medoid = members[np.argmin(((members - np.median(members, axis=0)) ** 2).sum(axis=1))]
+    near = np.linalg.norm(members - medoid, axis=1)
+    spots = []
+    for part in (members, members[near <= np.median(near)]):
+        (x0, y0), (x1, y1) = part.min(axis=0), part.max(axis=0)
+        cx, cy = np.median(part, axis=0)
+        spots += [((cx, y1 + pad), "center", "bottom"), ((cx, y0 - pad), "center", "top"),
+                  ((x1 + pad, cy), "left", "center"),
+                  ((x0 - pad, cy), "right", "center")]  # fmt: skip
+    return spots
+
+
+def _gap(box, pts: np.ndarray) -> float:
+    """Pixels from `box` to the nearest of `pts` (0 inside; inf for none)."""
+    if not len(pts):
+        return float("inf")
+    dx = np.maximum(np.maximum(box.x0 - pts[:, 0], pts[:, 0] - box.x1), 0)
+    dy = np.maximum(np.maximum(box.y0 - pts[:, 1], pts[:, 1] - box.y1), 0)
+    return float(np.hypot(dx, dy).min())
+
+
+def _spot_cost(box, points: np.ndarray, own: np.ndarray) -> tuple[int, bool, float]:
+    """(points the box covers, whether another cluster lies nearer than its own, its gap to
+    its own cluster): fewest points covered first, then a spot no reader could give to the
+    neighbouring cluster, then the closest."""
+    inside = ((points[:, 0] > box.x0) & (points[:, 0] < box.x1)
+              & (points[:, 1] > box.y0) & (points[:, 1] < box.y1))  # fmt: skip
+    gap = _gap(box, points[own])
+    return int(inside.sum()), _gap(box, points[~own]) < gap, gap
+
+
+def _place_ids(ax, x, y, cluster, max_labels: int = 60) -> int:
+    """Write each cluster's id ("c3") beside it, not on it: of the spots around the cluster,
+    the one inside the frame, clear of the ids drawn before (largest clusters first), that
+    covers the fewest points and then lies closest to the cluster. A cluster with no such
+    spot goes unlabelled on the map (its colour and full name are in the key). Returns how
+    many ids were drawn."""
     fig = ax.figure
-    fig.canvas.draw()
+    fig.canvas.draw()  # the aspect and limits are final only once drawn
     renderer = fig.canvas.get_renderer()
+    points = ax.transData.transform(np.column_stack([x, y]))
+    to_data = ax.transData.inverted()
+    # clear of the largest marker drawn (an outlier's ring), plus 2 points
+    radius = np.sqrt(_point_size(len(x)) * 4 + 6) / 2 * fig.dpi / 72
+    pad = radius + 2 * fig.dpi / 72
     drawn: list = []
-    # a pale box, not a stroke path effect: that would turn the SVG's text into outlines
-    halo = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75}
-    for r in labels.sort_values("priority", ascending=False).head(max_names).itertuples():
-        text = ax.text(r.x, r.y, r.text, fontsize=7, ha="center", va="center", zorder=5,
-                       bbox=halo)  # fmt: skip
-        box = text.get_window_extent(renderer).expanded(1.05, 1.2)
-        if any(box.overlaps(other) for other in drawn):
-            text.remove()
-            continue
-        drawn.append(box)
+    step = max(1, len(points) // 200_000)  # a million-point map is scored on a fifth
+    points, cluster = points[::step], np.asarray(cluster)[::step]
+    ids, sizes = np.unique(cluster[cluster >= 0], return_counts=True)
+    for k in ids[np.argsort(-sizes, kind="stable")][:max_labels]:
+        own, best = cluster == k, None
+        for (px, py), ha, va in _label_spots(points[own], pad):
+            text = ax.text(*to_data.transform((px, py)), f"c{k}", fontsize=8, ha=ha, va=va,
+                           zorder=5, fontweight="bold")  # fmt: skip
+            box = text.get_window_extent(renderer).expanded(1.1, 1.1)
+            fits = ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1)
+            cost = _spot_cost(box.padded(radius), points, own)
+            if fits and not any(box.overlaps(o) for o in drawn) and (best is None
+                                                                    or cost < best[0]):  # fmt: skip
+                if best is not None:
+                    best[1].remove()
+                best = (cost, text, box)
+            else:
+                text.remove()
+        if best is not None:
+            drawn.append(best[2])
     return len(drawn)
+
+
+def _cluster_key(ax, colours: dict[int, tuple], names: dict[str, str], noise: bool,
+                 ring_label: str):  # fmt: skip
+    """The key beside the map: every cluster's colour and full name (the map carries only
+    the short ids, so long names never run over points or out of the frame), then noise and
+    the outlier ring."""
+    dot = {"ls": "", "marker": "o", "ms": 5}
+    handles = [plt.Line2D([], [], color=c, **dot) for c in colours.values()]
+    labels = [names.get(f"c{k}", f"c{k}") for k in colours]
+    if noise:
+        handles.append(plt.Line2D([], [], color=NOISE_COLOUR, **dot))
+        labels.append("noise")
+    handles.append(plt.Line2D([], [], ls="", marker="o", ms=7, mfc="none", mec="k", mew=0.6))
+    labels.append(ring_label)
+    ncol = 1 + len(labels) // 40
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0,
+              frameon=False, fontsize=7, ncol=ncol, title="clusters", alignment="left")  # fmt: skip
 
 
 def cluster_map(reduced: pd.DataFrame, names: dict[str, str], model: str, out: str,
                 outlier_quantile: float = 0.95) -> int:  # fmt: skip
-    """One model's map: clusters coloured, named where they lie, outliers ringed. Writes `out`
-    as .png and .svg; returns how many names were drawn."""
-    x, y = reduced["x"].to_numpy(), reduced["y"].to_numpy()
-    cluster = reduced["cluster"].to_numpy()
+    """One model's map: clusters coloured, their ids written beside them, their full names in
+    the key beside the map, outliers ringed. Writes `out` as .png and .svg; returns how many
+    ids were drawn on the map."""
     from matplotlib.colors import to_rgba
 
+    x, y = reduced["x"].to_numpy(), reduced["y"].to_numpy()
+    cluster = reduced["cluster"].to_numpy()
     k = np.maximum(cluster, 0)
     colours = plt.get_cmap("tab20")((2 * k) % 20 + (k // 10) % 2)  # neighbours' ids: far hues
     colours[cluster < 0] = to_rgba(NOISE_COLOUR)
@@ -70,13 +145,15 @@ def cluster_map(reduced: pd.DataFrame, names: dict[str, str], model: str, out: s
     score = reduced["outlier"].to_numpy()
     out_mask = score > np.quantile(score, outlier_quantile) if len(score) else score > 0
     ax.scatter(x[out_mask], y[out_mask], s=_point_size(len(x)) * 4 + 6, facecolors="none",
-               edgecolors="k", linewidths=0.5, rasterized=True,
-               label=f"outliers (top {1 - outlier_quantile:.0%} outlier score)")  # fmt: skip
-    drawn = _place_names(ax, map_labels(x, y, cluster, names))
+               edgecolors="k", linewidths=0.5, rasterized=True)  # fmt: skip
+    ids = sorted(set(cluster[cluster >= 0].tolist()))
+    first = {c: int(np.flatnonzero(cluster == c)[0]) for c in ids}
+    _cluster_key(ax, {c: tuple(colours[first[c]]) for c in ids}, names, bool((cluster < 0).any()),
+                 f"outliers (top {1 - outlier_quantile:.0%} outlier score)")  # fmt: skip
     noise = float((cluster < 0).mean()) if len(cluster) else 0.0
-    ax.set_title(f"{model}: {len(set(cluster[cluster >= 0]))} clusters, {noise:.0%} noise "
-                 f"(grey), {len(x)} images", fontsize=10)  # fmt: skip
-    ax.legend(loc="lower right", fontsize=7, frameon=False)
+    ax.set_title(f"{model}: {len(ids)} clusters, {noise:.0%} noise (grey), {len(x)} images",
+                 fontsize=10)  # fmt: skip
+    drawn = _place_ids(ax, x, y, cluster)
     _save(fig, out, model)
     return drawn
 
@@ -134,11 +211,11 @@ def small_multiples(reduced: pd.DataFrame, manifest: pd.DataFrame, findings: tup
 
 def _save(fig, out: str, model: str) -> None:
     """`out` without suffix: the figure as <out>.png (naming its model) and <out>.svg."""
-    from cxratlas.io import atomic_path, png_metadata
+    from cxratlas.io import png_metadata, save_figure
 
     for suffix in (".png", ".svg"):
         meta = png_metadata(model) if suffix == ".png" else None
         # SVG text stays text (editable, searchable), not glyph outlines
-        with atomic_path(out + suffix) as tmp, plt.rc_context({"svg.fonttype": "none"}):
-            fig.savefig(tmp, format=suffix[1:], dpi=130, bbox_inches="tight", metadata=meta)
+        with plt.rc_context({"svg.fonttype": "none"}):
+            save_figure(fig, out + suffix, dpi=130, bbox_inches="tight", metadata=meta)
     plt.close(fig)

@@ -64,9 +64,15 @@ def skipped_images(dropped_path: str, report_paths: list[str]) -> tuple[pd.DataF
 
 
 def quality_plot(table: pd.DataFrame, summary: pd.DataFrame, out_path: str) -> None:
-    """Skipped images per stage and model, stacked by reason."""
-    from cxratlas.analysis.plots import plt
+    """Skipped images per stage and model, stacked by reason; a sentence when none was."""
+    from cxratlas.analysis.plots import legend_beside, plt, say_why
 
+    if table.empty:
+        fig, ax = plt.subplots(figsize=(7, 1.2))
+        say_why(ax, _nothing_skipped(summary), fontsize=10)
+        save_figure(fig, out_path, dpi=120)
+        plt.close(fig)
+        return
     labels = [f"{r.stage} {r.model}".strip() for r in summary.itertuples()]
     classes = sorted(table["reason_class"].unique()) or ["none"]
     fig, ax = plt.subplots(figsize=(7, 1.2 + 0.4 * len(labels)))
@@ -81,10 +87,13 @@ def quality_plot(table: pd.DataFrame, summary: pd.DataFrame, out_path: str) -> N
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     ax.set_xlabel("images dropped or skipped")
-    if len(table):
-        ax.legend(fontsize=8, loc="lower right")
-    else:
-        ax.set_title("every image was read")
-    fig.tight_layout()
-    save_figure(fig, out_path, dpi=120)
+    legend_beside(ax, title="reason")
+    save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def _nothing_skipped(summary: pd.DataFrame) -> str:
+    embedded = summary[summary["stage"] == "embed"]
+    per_model = ", ".join(f"{r.model} {int(r.images):,}" for r in embedded.itertuples())
+    return ("Every image was read: ingest dropped no row, and no model skipped an image\n"
+            f"(images embedded: {per_model or 'none'})")  # fmt: skip

@@ -6,26 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cxratlas.analysis.plots import plt
+from cxratlas.analysis.plots import annotate_cells, legend_beside, plt, say_why
 from cxratlas.io import save_figure
 
-
-def _empty(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, transform=ax.transAxes)
-    ax.set_axis_off()
+NOTE_COLOUR = "dimgrey"  # 5.5:1 on white; matplotlib's "grey" is 3.9:1, below WCAG AA
 
 
 def _heatmap(ax, M: pd.DataFrame, fmt: str, vmin: float, vmax: float, marks=None):
-    im = ax.imshow(M.to_numpy(float), vmin=vmin, vmax=vmax, cmap="magma", aspect="auto")
+    values = M.to_numpy(float)
+    im = ax.imshow(values, vmin=vmin, vmax=vmax, cmap="magma", aspect="auto")
     ax.set_xticks(range(M.shape[1]), M.columns, rotation=40, ha="right", fontsize=8)
     ax.set_yticks(range(M.shape[0]), M.index, fontsize=8)
-    for i in range(M.shape[0]):
-        for j in range(M.shape[1]):
-            v = M.iat[i, j]
-            if pd.notna(v):
-                mark = "*" if marks is not None and marks.iat[i, j] else ""
-                ax.text(j, i, format(v, fmt) + mark, ha="center", va="center", fontsize=7,
-                        color="w" if v < (vmin + vmax) / 2 else "k")  # fmt: skip
+    starred = marks.to_numpy(bool) if marks is not None else np.zeros(values.shape, bool)
+    texts = np.array([[format(v, fmt) + ("*" if s else "") for v, s in zip(r, m, strict=True)]
+                      for r, m in zip(values, starred, strict=True)])  # fmt: skip
+    annotate_cells(ax, im, values, texts)
     return im
 
 
@@ -36,8 +31,8 @@ def attribute_heatmap(table: pd.DataFrame, out_path: str) -> None:
     fig, ax = plt.subplots(figsize=(2.5 + 0.8 * max(sub["attribute"].nunique(), 1),
                                     1.6 + 0.45 * max(sub["model"].nunique(), 1)))  # fmt: skip
     if sub.empty:
-        _empty(ax, "no attribute had two values with enough images\n"
-                   "(analysis.probes.min_positives)")  # fmt: skip
+        say_why(ax, "no attribute had two values with enough images\n"
+                    "(analysis.probes.min_positives)")  # fmt: skip
     else:
         M = sub.pivot(index="model", columns="attribute", values="value")
         fig.colorbar(_heatmap(ax, M, ".2f", 0.5, 1.0), ax=ax, shrink=0.8, label="AUROC")
@@ -54,14 +49,14 @@ def gap_heatmap(gaps: pd.DataFrame, out_path: str) -> None:
         figsize=(2.5 + 0.8 * max(gaps["attribute"].nunique(), 1), 1.6 + 0.4 * rows)
     )
     if gaps.empty:
-        _empty(ax, "no subgroup column had two groups with enough positives and negatives\n"
-                   "(analysis.shortcuts.min_group)")  # fmt: skip
+        say_why(ax, "no subgroup column had two groups with enough positives and negatives\n"
+                    "(analysis.shortcuts.min_group)")  # fmt: skip
     else:
         g = gaps.assign(row=gaps["finding"] + " / " + gaps["model"])
         M = g.pivot(index="row", columns="attribute", values="gap")
         marks = g.pivot(index="row", columns="attribute", values="separated").fillna(False)
         fig.colorbar(_heatmap(ax, M, ".2f", 0.0, 0.3, marks), ax=ax, shrink=0.8,
-                     label="AUROC gap (best - worst subgroup)")  # fmt: skip
+                     label="AUROC gap\n(best - worst subgroup)")  # fmt: skip
         ax.set_title("Subgroup gaps (* CIs separate)", fontsize=10)
     save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -69,31 +64,35 @@ def gap_heatmap(gaps: pd.DataFrame, out_path: str) -> None:
 
 def confounding_plot(table: pd.DataFrame, out_path: str) -> None:
     """Per finding and model: pooled, within-site and metadata-only AUROC; flagged rows red;
-    findings skipped for too few positives or negatives are rows that say so."""
+    findings skipped for too few positives or negatives are rows that say so. The legend sits
+    beside the axes, the x axis holds every AUROC drawn."""
     fig, ax = plt.subplots(figsize=(7, 1.4 + 0.42 * max(len(table), 1)))
     if table.empty:
-        _empty(ax, "no finding had enough positives and negatives (analysis.probes.min_positives)")
+        say_why(ax, "no finding had enough positives and negatives "
+                    "(analysis.probes.min_positives)")  # fmt: skip
         save_figure(fig, out_path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         return
     y = np.arange(len(table))[::-1]
     site = table["site"].iloc[0] or "site"
+    columns = ["pooled_auroc", "within_site_auroc", "metadata_auroc"]
+    low = min(0.3, float(np.nanmin(table[columns].to_numpy(float), initial=1.0)) - 0.03)
     skipped = table.get("status", pd.Series("", index=table.index)) == "skipped"
     for yy, r in zip(y[skipped.to_numpy()], table[skipped].itertuples(), strict=True):
-        ax.text(0.32, yy, f"skipped: {r.positives} of {r.n} positive", fontsize=7, va="center",
-                color="grey")  # fmt: skip
-    for col, marker, label in (("pooled_auroc", "o", "pooled"),
-                               ("within_site_auroc", "s", f"within {site}"),
-                               ("metadata_auroc", "x", "metadata only")):  # fmt: skip
+        ax.text(low + 0.02, yy, f"skipped: {r.positives} of {r.n} positive", fontsize=7,
+                va="center", color=NOTE_COLOUR)  # fmt: skip
+    for col, marker, label in zip(columns, "osx", ("pooled", f"within {site}", "metadata only"),
+                                  strict=True):  # fmt: skip
         ax.scatter(table[col], y, marker=marker, label=label, zorder=3)
     labels = [f"{'! ' if r.flagged else ''}{r.finding} / {r.model}" for r in table.itertuples()]
     ax.set_yticks(y, labels, fontsize=8)
     for tick, flagged in zip(ax.get_yticklabels(), table["flagged"], strict=True):
         tick.set_color("tab:red" if flagged else "k")
     ax.axvline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set_xlim(0.3, 1.0)
+    ax.set_xlim(low, 1.02)
+    ax.set_ylim(-0.6, len(table) - 0.4)  # every row inside the frame, skipped ones too
     ax.set_xlabel("AUROC (out-of-fold)")
     ax.set_title("Is it the disease or the site? (! possible shortcut)", fontsize=10)
-    ax.legend(fontsize=8, loc="lower left")
+    legend_beside(ax)
     save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -146,7 +146,8 @@ def reduce_step(device: str, smoke: bool) -> None:
 def layout_1m(device: str, X: np.ndarray, idx: np.ndarray, dist: np.ndarray) -> None:
     """Row 5: the torch UMAP layout on row 3's graph (fuzzy graph on the CPU, 100 epochs from
     PCA on the device, as `reduce` lays out a large matrix), against nothing: no CPU baseline
-    fits this check's 8 minutes (umap-learn took 425 s at 1M on 2 cores, README)."""
+    fits this check's 8 minutes (umap-learn took 425 s at 1M on 2 cores,
+    docs/reduction-at-scale.md)."""
     from cxratlas.reduce.pipeline import trustworthiness_sample
     from cxratlas.reduce.settings import LARGE_EPOCHS, UmapSettings
     from cxratlas.reduce.torch_umap import umap_layout

@@ -395,7 +395,7 @@ class ReduceSummary:
 
 @dataclass(frozen=True)
 class AtlasModelColumns:
-    """The atlas columns one model owns (README, "The atlas file"). `neighbors` holds row
+    """The atlas columns one model owns (docs/outputs.md, "The atlas file"). `neighbors` holds row
     positions in the atlas file and cosine distances; `cluster` is a string (`c<k>` or
     `noise`), `cluster_label` its name (`analysis/naming.py`: "c3 · LATERAL · site B 80%");
     `agreement` exists when there are two models or more."""

@@ -1,6 +1,6 @@
 """The atlas: one wide Parquet file for Embedding Atlas, and a state with a linked view per model.
 
-Contract (`io.AtlasModelColumns`; README, "The atlas file"): shared metadata and one PNG
+Contract (`io.AtlasModelColumns`; docs/outputs.md, "The atlas file"): shared metadata and one PNG
 thumbnail per row, and per model `x_<m>`, `y_<m>`, `neighbors_<m>` (struct of row positions in
 THIS file and cosine distances), `cluster_<m>` (string), `outlier_<m>`, `pagerank_<m>`. Labels
 are strings and no column is dictionary-encoded, so every one is chartable.

@@ -96,7 +96,8 @@ class ReduceSettings:
     def _landmarks(self, n: int) -> int | None:
         """How many vectors UMAP lays out (None: all). Past 250k vectors a seeded fifth, at
         least 200k: at 1M the map's trustworthiness was within 0.001 of the full layout's
-        (README, benchmarks/scale.py), and UMAP, seeded and so single-threaded, took 425 s."""
+        (docs/reduction-at-scale.md, benchmarks/scale.py), and UMAP, seeded and so
+        single-threaded, took 425 s."""
         m = self.landmarks
         if m == "auto":
             m = max(LANDMARKS_MIN, n // 5) if n > LANDMARKS_ABOVE else None

@@ -29,7 +29,7 @@ class OpenCLIPEmbedder(TorchEmbedder):
         if not (path / "open_clip_config.json").is_file():
             raise ModelConfigError(f"model {name!r}: {path} has no open_clip_config.json")
         # The text tower is built too (open_clip has no vision-only load); for BiomedCLIP its
-        # BERT config must be in the HF cache when offline (README, 'Model weights').
+        # BERT config must be in the HF cache when offline (docs/models.md, 'Model weights').
         model, _, self.transform = open_clip.create_model_and_transforms(f"local-dir:{path}")
         self.model = model
         self.normalize = bool(entry.get("normalize", False))

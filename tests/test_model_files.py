@@ -54,9 +54,7 @@ def test_medimageinsight_timm_architecture_is_the_release_config(seed, mii_confi
     assert [len(s.blocks) for s in stages] == spec["DEPTHS"]
     assert [s.blocks[0].spatial_block.attn.num_heads for s in stages] == spec["NUM_HEADS"]
     assert [s.blocks[0].channel_block.attn.groups for s in stages] == spec["NUM_GROUPS"]
-    assert {s.blocks[0].spatial_block.window_size for s in stages} == {
-        (spec["WINDOW_SIZE"],) * 2
-    }
+    assert {s.blocks[0].spatial_block.window_size for s in stages} == {(spec["WINDOW_SIZE"],) * 2}
     convs = [model.stem.conv] + [s.downsample.conv for s in stages[1:]]
     assert [c.out_channels for c in convs] == spec["DIM_EMBED"]
     assert [c.kernel_size[0] for c in convs] == spec["PATCH_SIZE"]
@@ -83,9 +81,7 @@ def test_medimageinsight_remap_covers_every_release_tensor_with_its_shape(seed):
     assert keys[entry["projection_key"]] == (want["head.norm.weight"][0], 1024)
 
 
-def test_medimageinsight_embedding_size_and_preprocessing_come_from_the_config(
-    seed, mii_config
-):
+def test_medimageinsight_embedding_size_and_preprocessing_come_from_the_config(seed, mii_config):
     """1024-d (UNICL_MODEL.DIM_PROJECTION); IMAGE_SIZE 480 squashed (TEST.CENTER_CROP false),
     bicubic (AUG.INTERPOLATION), the config's mean and std."""
     from cxratlas.embed.models.preprocess import ImageTransform

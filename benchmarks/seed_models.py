@@ -36,12 +36,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 def tiny_entries(root: Path, seed: dict) -> dict[str, dict]:
     mii, davit_args = tiny_models.medimageinsight(root / "mii")
+    cx, xray = tiny_models.chexagent_2(root / "cx")
     entries = {
         "rad_dino": {**seed["rad_dino"], "weights": str(tiny_models.rad_dino(root / "rad"))},
         "medgemma": {**seed["medgemma"], "weights": str(tiny_models.medgemma(root / "mg"))},
+        "medsiglip": {
+            **seed["medsiglip"],
+            "weights": str(tiny_models.chexagent_siglip(root / "ms")),
+        },
         "chexagent": {
             **seed["chexagent"],
-            "weights": str(tiny_models.chexagent_siglip(root / "cx")),
+            "weights": str(cx),
+            "config_from": {"weights": str(xray)},
+            "processor_overrides": {"size": {"height": 64, "width": 64}, "resample": 3},
         },
         "medimageinsight": {
             **seed["medimageinsight"],
@@ -52,6 +59,7 @@ def tiny_entries(root: Path, seed: dict) -> dict[str, dict]:
     }
     for e in entries.values():
         e.pop("revision", None)
+        e.pop("sha256", None)  # tiny stand-ins, not the releases' files
     return {f"tiny_{k}": v for k, v in entries.items()}
 
 

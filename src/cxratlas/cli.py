@@ -49,6 +49,19 @@ def _pin_models(args: argparse.Namespace) -> int:
             failed += 1
             continue
         pins[name] = {"revision": os.path.basename(folder.rstrip("/"))}
+        source = entry.get("config_from")
+        if isinstance(source, dict) and source.get("weights") and not source.get("revision"):
+            try:  # the repo a tower's config comes from (CheXagent-2's XraySigLIP)
+                other = snapshot_download(source["weights"], allow_patterns=["*config.json"])
+            except Exception as exc:
+                print(f"# {name}: config_from {source['weights']}: cannot resolve ({exc})",
+                      file=sys.stderr)  # fmt: skip
+                failed += 1
+                continue
+            pins[name]["config_from"] = {
+                "weights": source["weights"],
+                "revision": os.path.basename(other.rstrip("/")),
+            }
     print(yaml.safe_dump({"models": pins}, sort_keys=False), end="")
     return 1 if failed else 0
 

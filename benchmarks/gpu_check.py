@@ -13,7 +13,10 @@ Rows (each a named measurement against a named baseline run in the same process)
 4. the reduce step end to end at 50k x 768 with `reduce.backend: gpu`: cuML where importable,
    else torch alone (torch kNN, PCA and UMAP layout on the GPU, HDBSCAN on the CPU), against the
    CPU backend on the same matrix: seconds and trustworthiness;
-5. the torch UMAP layout at 1M on row 3's graph: seconds and trustworthiness.
+5. the torch UMAP layout at 1M on row 3's graph: seconds and trustworthiness;
+6. bfloat16 against float32 on each seed architecture (random weights, phantom films): the
+   cosine of each image's vector in the dtype the loaders would pick on this GPU against the
+   float32 one (`embed.models.base.gpu_dtype`), min and median over the images.
 Needs torch with CUDA; FAISS, RAPIDS and umap-learn are optional (rows say what was used).
 """
 
@@ -160,6 +163,40 @@ def layout_1m(device: str, X: np.ndarray, idx: np.ndarray, dist: np.ndarray) -> 
         f"{secs:.1f} s, trust {t:.4f}")  # fmt: skip
 
 
+def dtype_drift(device: str, smoke: bool) -> None:
+    """Row 6: each seed class's image vector in the run's dtype against float32, the same
+    weights and films, under the autocast the embedders use (`TorchEmbedder.embed`)."""
+    import torch
+
+    from cxratlas.demo.phantom import VENDORS, draw_phantom
+    from cxratlas.embed.models.base import gpu_dtype
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from seed_models import pooled, seed_nets
+
+    cap = torch.cuda.get_device_capability() if device == "cuda" else (8, 0)
+    dtype = getattr(torch, gpu_dtype("bfloat16", cap))
+    rng = np.random.default_rng(3)
+    films = [draw_phantom("PA", VENDORS[i % 3], i % 2 == 0, False, False, rng, 256)
+             for i in range(4 if smoke else 16)]  # fmt: skip
+    for name, (net, size) in seed_nets(small=smoke).items():
+        x = torch.stack([torch.nn.functional.interpolate(
+            torch.as_tensor(f, dtype=torch.float32)[None, None] / 127.5 - 1, size=(size, size),
+            mode="bilinear").expand(1, 3, size, size)[0] for f in films]).to(device)  # fmt: skip
+        net = net.eval().to(device)
+        with torch.inference_mode():
+            ref = pooled(net, x).float()
+            low = net.to(dtype)
+            with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
+                got = pooled(low, x.to(dtype)).float()
+        cos = torch.nn.functional.cosine_similarity(ref, got, dim=1).cpu().numpy()
+        row("6 bf16 vs fp32", f"{name}, {str(dtype)[6:]} on {device}",
+            f"cosine min {cos.min():.5f}, median {np.median(cos):.5f}")  # fmt: skip
+        del net, low
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+
 def main() -> int:
     import tempfile
 
@@ -180,6 +217,7 @@ def main() -> int:
         X, idx, dist = knn(device, args.smoke)
         reduce_step(device, args.smoke)
         layout_1m(device, X, idx, dist)
+        dtype_drift(device, args.smoke)
     buf = io.StringIO()
     buf.write("\n| check | measurement | value |\n|---|---|---|\n")
     for check, what, value in ROWS:

@@ -36,12 +36,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 def tiny_entries(root: Path, seed: dict) -> dict[str, dict]:
     mii, davit_args = tiny_models.medimageinsight(root / "mii")
+    cx, xray = tiny_models.chexagent_2(root / "cx")
     entries = {
         "rad_dino": {**seed["rad_dino"], "weights": str(tiny_models.rad_dino(root / "rad"))},
         "medgemma": {**seed["medgemma"], "weights": str(tiny_models.medgemma(root / "mg"))},
+        "medsiglip": {
+            **seed["medsiglip"],
+            "weights": str(tiny_models.chexagent_siglip(root / "ms")),
+        },
         "chexagent": {
             **seed["chexagent"],
-            "weights": str(tiny_models.chexagent_siglip(root / "cx")),
+            "weights": str(cx),
+            "config_from": {"weights": str(xray)},
+            "processor_overrides": {"size": {"height": 64, "width": 64}, "resample": 3},
         },
         "medimageinsight": {
             **seed["medimageinsight"],
@@ -52,18 +59,31 @@ def tiny_entries(root: Path, seed: dict) -> dict[str, dict]:
     }
     for e in entries.values():
         e.pop("revision", None)
+        e.pop("sha256", None)  # tiny stand-ins, not the releases' files
     return {f"tiny_{k}": v for k, v in entries.items()}
 
 
-def full_size_throughput(device: str, batch: int = 64, steps: int = 10) -> pd.DataFrame:
-    """Inference images/s of each seed architecture at its real size and input resolution,
-    random weights, bf16 on a GPU (float32 on a CPU), after warm-up; no decoding involved."""
+def seed_nets(small: bool = False) -> dict[str, tuple[object, int]]:
+    """Each seed architecture (random weights) with its input size: at full size, or (`small`)
+    a few-layer model of the same class for a CPU smoke run."""
     import timm
-    import torch
     from transformers import Dinov2Config, Dinov2Model, SiglipVisionConfig, SiglipVisionModel
 
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    nets = {
+    tiny = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
+    if small:
+        return {
+            "rad_dino (Dinov2, small)": (Dinov2Model(Dinov2Config(**tiny, image_size=56)), 56),
+            "medgemma tower (SigLIP, small)": (SiglipVisionModel(SiglipVisionConfig(
+                **tiny, image_size=56, patch_size=14, vision_use_head=False)), 56),
+            "chexagent tower (SigLIP, small)": (SiglipVisionModel(SiglipVisionConfig(
+                **tiny, image_size=64, patch_size=16)), 64),
+            "medimageinsight (DaViT, small)": (timm.create_model(
+                "davit_huge_fl", pretrained=False, num_classes=0, depths=(1, 1, 2, 1),
+                embed_dims=(16, 32, 64, 128), num_heads=(2, 4, 8, 16), window_size=4), 96),
+            "biomedclip (ViT, small)": (timm.create_model(
+                "vit_tiny_patch16_224", pretrained=False, num_classes=0), 224),
+        }  # fmt: skip
+    return {
         "rad_dino (ViT-B/14, 518)": (Dinov2Model(Dinov2Config(image_size=518, patch_size=14)), 518),
         "medgemma tower (SigLIP-so400m, 896)": (
             SiglipVisionModel(
@@ -79,8 +99,17 @@ def full_size_throughput(device: str, batch: int = 64, steps: int = 10) -> pd.Da
             ),
             896,
         ),  # fmt: skip
-        "chexagent siglip (ViT-B/16, 512)": (
-            SiglipVisionModel(SiglipVisionConfig(image_size=512, patch_size=16)),
+        "chexagent tower (SigLIP ViT-L/16, 512)": (
+            SiglipVisionModel(
+                SiglipVisionConfig(
+                    hidden_size=1024,
+                    intermediate_size=4096,
+                    num_hidden_layers=24,
+                    num_attention_heads=16,
+                    image_size=512,
+                    patch_size=16,
+                )
+            ),  # fmt: skip
             512,
         ),
         "medimageinsight (davit_huge_fl, 480)": (
@@ -92,6 +121,24 @@ def full_size_throughput(device: str, batch: int = 64, steps: int = 10) -> pd.Da
             224,
         ),
     }
+
+
+def pooled(net, x):
+    """The image-level vector of a seed net (timm: pooled pre-logits; HF: pooler, else the
+    token mean), as the loaders take it."""
+    if "timm" in type(net).__module__:
+        return net.forward_head(net.forward_features(x), pre_logits=True)
+    out = net(pixel_values=x)
+    return out.pooler_output if out.pooler_output is not None else out.last_hidden_state.mean(1)
+
+
+def full_size_throughput(device: str, batch: int = 64, steps: int = 10) -> pd.DataFrame:
+    """Inference images/s of each seed architecture at its real size and input resolution,
+    random weights, bf16 on a GPU (float32 on a CPU), after warm-up; no decoding involved."""
+    import torch
+
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    nets = seed_nets()
     rows = []
     for name, (net, size) in nets.items():
         net = net.eval().to(device, dtype)

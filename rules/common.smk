@@ -19,7 +19,14 @@ from cxratlas.config import (  # noqa: E402
     sort_model_entries,
     validate_config,
 )
-from cxratlas.embed.models import needs_fit, reads_images, sample_columns  # noqa: E402
+from cxratlas.embed.models import (  # noqa: E402
+    intensity_of,
+    needs_fit,
+    reads_images,
+    sample_columns,
+)
+from cxratlas.ingest.intensity import DISPLAY  # noqa: E402
+from cxratlas.embed.models.weights import pin_warnings  # noqa: E402
 from cxratlas.embed.reuse import planned_embeddings  # noqa: E402
 from cxratlas.ingest.columns import left_out_note, settled  # noqa: E402
 from cxratlas.ingest.datasets import dataset_specs  # noqa: E402
@@ -141,6 +148,9 @@ if workflow.is_main_process:
     say_embedding_work()
     if note := left_out_note(config, MANIFEST_NAMES):
         logger.info(note)
+    # entries whose weights may change under the study: said before any job
+    for line in pin_warnings(config["models"]):
+        logger.warning(line)
 
 
 def shard_key(wildcards):
@@ -177,6 +187,28 @@ def model_state(wildcards):
     return {}
 
 
+def _intensity(model):
+    """How the job's images become 8 bits: the model's `intensity:`, else (thumbnails) the
+    display conversion."""
+    return intensity_of(model, config["models"][model]) if model else DISPLAY
+
+
+# one decode cache per 8-bit conversion in use; a model converting its own way adds a cache
+# (and its decode jobs) without touching the others'
+INTENSITIES = {
+    _intensity(m).key: _intensity(m)
+    for m in [None, *MODELS]
+    if m is None or reads_images(m, config["models"][m])
+}
+INTENSITY_KEY = "[a-z_]+-[0-9a-f]{8}"
+
+
+def decode_intensity(wildcards):
+    """The decode job's param: its conversion's settings (not where they come from)."""
+    settings = INTENSITIES[wildcards.intensity].as_dict()
+    return {k: v for k, v in settings.items() if k != "source"}
+
+
 def decoded_shard(wildcards):
     """The shard's decode cache, when extract.decode_cache is set and the job reads images."""
     model = getattr(wildcards, "model", None)
@@ -184,7 +216,8 @@ def decoded_shard(wildcards):
         model and not reads_images(model, config["models"][model])
     ):
         return {}
-    return {"decoded": f"results/decoded/shard-{wildcards.shard}.parquet"}
+    key = _intensity(model).key
+    return {"decoded": f"results/decoded/{key}/shard-{wildcards.shard}.parquet"}
 
 
 def merged_embeddings(wildcards):

@@ -1,20 +1,23 @@
 rule decode_shard:
     output:
         decoded=(
-            temp("results/decoded/shard-{shard}.parquet")
+            temp("results/decoded/{intensity}/shard-{shard}.parquet")
             if config["extract"]["decode_cache_temp"]
-            else "results/decoded/shard-{shard}.parquet"
+            else "results/decoded/{intensity}/shard-{shard}.parquet"
         ),
     log:
-        "logs/decode/shard-{shard}.log",
+        "logs/decode/{intensity}/shard-{shard}.log",
     benchmark:
-        "logs/benchmarks/decode/shard-{shard}.tsv"
+        "logs/benchmarks/decode/{intensity}/shard-{shard}.tsv"
+    wildcard_constraints:
+        intensity=INTENSITY_KEY,
     conda:
         "../envs/ingest.yaml"
     params:
         sample=SAMPLE,
         shard_key=shard_key,
         max_side=config["extract"]["decode_cache"],
+        intensity=decode_intensity,
     script:
         "../scripts/decode_shard.py"
 

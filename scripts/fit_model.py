@@ -4,7 +4,7 @@ import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 import numpy as np
 import pandas as pd
 
-from cxratlas.embed.models import embedder_class
+from cxratlas.embed.models import embedder_class, intensity_of
 from cxratlas.ingest.imaging import ImageLoadError, load_gray8
 from cxratlas.logs import setup_logging
 
@@ -13,13 +13,14 @@ entry, seed = snakemake.params.entry, snakemake.params.seed
 sample = pd.read_parquet(snakemake.params.sample)
 kind = embedder_class(snakemake.wildcards.model, entry)
 n = min(len(sample), kind.fit_images(entry))
+intensity = intensity_of(snakemake.wildcards.model, entry)
 rows = sample.iloc[np.random.default_rng(seed).choice(len(sample), n, replace=False)]
 
 
 def images():
     for path in rows["path"]:
         try:
-            yield load_gray8(path)
+            yield load_gray8(path, intensity)
         except ImageLoadError:
             continue  # the shard jobs record bad images
 

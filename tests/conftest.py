@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ CXR_REAL = REPO.parent / "shared" / "cxr-real"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# checkpoint hashes recorded at a first load (embed/models/weights.py) stay out of ~/.cache
+os.environ.setdefault("CXRATLAS_HOME", tempfile.mkdtemp(prefix="cxratlas-home-"))
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # share the cores between the workers (`make test`)
     # set before numpy and torch load: a BLAS or OpenMP pool per core in every worker spins on
     # cores the other worker needs (it doubled the CPU time of a logistic-regression fit here)

@@ -21,9 +21,12 @@ def test_gpu_check_smoke_prints_its_table():
         "3 torch exact kNN",
         "4 reduce end to end",
         "5 torch UMAP layout",
+        "6 bf16 vs fp32",
     ):
         assert f"| {check} |" in table, check
     import re
 
     recall = float(re.search(r"3 torch exact kNN .*recall ([0-9.]+)", table).group(1))
     assert recall >= 0.9999  # torch exact kNN against the CPU's exact search
+    drift = [float(c) for c in re.findall(r"6 bf16 vs fp32 .*cosine min ([0-9.]+)", table)]
+    assert len(drift) == 5 and min(drift) > 0.9  # every seed class, bf16 close to fp32

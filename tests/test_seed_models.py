@@ -1,8 +1,10 @@
-"""The five seed models: each entry of config/models/seed.yaml, pointed at a tiny random-weight
+"""The seed models: each entry of config/models/seed.yaml, pointed at a tiny random-weight
 model of the same class saved in the release's file layout, runs through the real loader and
 matches a direct call of that class; preprocessing matches the model cards."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,11 +28,19 @@ def tiny(tmp_path_factory):
     """name -> (folder, overrides) for each seed model."""
     root = tmp_path_factory.mktemp("tiny-seed")
     mii, davit_args = tiny_models.medimageinsight(root / "mii")
+    chexagent, xray = tiny_models.chexagent_2(root / "chexagent")
     return {
         "rad_dino": (tiny_models.rad_dino(root / "rad"), {}),
         "medgemma": (tiny_models.medgemma(root / "medgemma"), {}),
-        "chexagent": (tiny_models.chexagent_siglip(root / "chexagent"), {}),
-        "medimageinsight": (mii, {"model_args": davit_args}),
+        "medsiglip": (tiny_models.chexagent_siglip(root / "medsiglip"), {}),  # a SiglipModel
+        "chexagent": (
+            chexagent,
+            {
+                "config_from": {"weights": str(xray)},
+                "processor_overrides": {"size": {"height": 64, "width": 64}, "resample": 3},
+            },
+        ),
+        "medimageinsight": (mii, {"model_args": davit_args, "sha256": None}),
         "biomedclip": (tiny_models.biomedclip(root / "biomedclip"), {}),
     }
 
@@ -38,26 +48,32 @@ def tiny(tmp_path_factory):
 def _load(seed, tiny, name, **extra):
     folder, overrides = tiny[name]
     entry = {**seed[name], "weights": str(folder), **overrides, **extra}
-    return load_embedder(name, entry, device="cpu")
+    return load_embedder(name, {k: v for k, v in entry.items() if v is not None}, device="cpu")
 
 
 def _cxr(w=70, h=90, seed=0) -> Image.Image:
     return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w), dtype=np.uint8))
 
 
-def test_the_five_entries_are_valid_config(seed, repo):
+def test_the_seed_entries_are_valid_config(seed, repo):
     import jsonschema
 
     schema = yaml.safe_load((repo / "src/cxratlas/schemas/config.schema.yaml").read_text())
-    assert list(seed) == ["rad_dino", "medgemma", "chexagent", "medimageinsight", "biomedclip"]
+    assert list(seed) == [
+        "rad_dino", "medgemma", "medsiglip", "chexagent", "medimageinsight", "biomedclip"
+    ]  # fmt: skip
     kinds = {name: e["kind"] for name, e in seed.items()}
     assert kinds == {
         "rad_dino": "hf_automodel",
         "medgemma": "hf_vision_tower",
-        "chexagent": "hf_automodel",
+        "medsiglip": "hf_automodel",
+        "chexagent": "hf_vision_tower",
         "medimageinsight": "timm",
         "biomedclip": "open_clip",
     }
+    # CheXagent's column is CheXagent-2's own encoder, not one of its README's byproducts
+    assert seed["chexagent"]["weights"] == "StanfordAIMI/CheXagent-2-3b"
+    assert seed["chexagent"]["tower"] == "chexagent"
     model_schema = {"$defs": schema["$defs"], **schema["$defs"]["model"]}
     for name, entry in seed.items():
         jsonschema.validate(entry, model_schema)
@@ -107,17 +123,51 @@ def test_medgemma_preprocessing_is_a_squash_to_square_with_half_mean_std(seed, t
     assert x[0, 0].mean() > 0.9  # (255/255 - 0.5) / 0.5 = 1
 
 
-def test_chexagent_siglip_image_features(seed, tiny):
+def test_medsiglip_is_the_normalised_image_embeds_of_a_padded_square(seed, tiny):
+    """Google's embedding: SiglipModel's image_embeds (the pooled head, L2-normalised), on the
+    film padded to a square with black borders, as Google's serving code prepares it."""
     from transformers import SiglipModel
 
-    m = _load(seed, tiny, "chexagent")
-    x = np.stack([m.preprocess(_cxr(seed=i)) for i in range(2)])
-    emb = m.embed(x)
-    ref = SiglipModel.from_pretrained(tiny["chexagent"][0]).eval()
+    m = _load(seed, tiny, "medsiglip")
+    film = np.full((90, 60), 200, np.uint8)  # portrait: padded left and right, not squashed
+    x = m.preprocess(Image.fromarray(film))
+    assert x.shape == (3, 56, 56)
+    assert np.allclose(x[:, 28, 1], -1, atol=1e-3) and np.allclose(x[:, 28, 28], 200 / 127.5 - 1)
+    batch = np.stack([m.preprocess(_cxr(seed=i)) for i in range(2)])
+    emb = m.embed(batch)
+    ref = SiglipModel.from_pretrained(tiny["medsiglip"][0]).eval()
     with torch.no_grad():
-        out = ref.get_image_features(pixel_values=torch.as_tensor(x))
-    vec = out if torch.is_tensor(out) else out.pooler_output
-    assert emb.shape == (2, 32) and np.allclose(emb, vec.numpy(), atol=1e-5)
+        out = ref(pixel_values=torch.as_tensor(batch), input_ids=torch.zeros(2, 4, dtype=int))
+    assert emb.shape == (2, 32) and np.allclose(emb, out.image_embeds.numpy(), atol=1e-5)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+
+
+def test_chexagent_is_the_tower_inside_chexagent_2(seed, tiny):
+    """The SigLIP tower CheXagent-2's checkpoint holds (`model.visual.model.*`), built from
+    the XraySigLIP repo's config with no remote code and no language model; the vector is the
+    mean of the tokens its language model reads (the last layer before the final norm)."""
+    from safetensors.torch import load_file
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    m = _load(seed, tiny, "chexagent")
+    assert type(m.model).__name__ == "SiglipVisionModel"
+    x = np.stack([m.preprocess(_cxr(seed=i)) for i in range(2)])
+    assert x.shape == (2, 3, 64, 64)  # processor_overrides: CheXagent-2 resizes to its size
+    emb = m.embed(x)
+    folder, overrides = tiny["chexagent"]
+    import json
+
+    vision = json.loads((Path(overrides["config_from"]["weights"]) / "config.json").read_text())
+    ref = SiglipVisionModel(SiglipVisionConfig(**vision["vision_config"])).eval()
+    prefix = "model.visual.model."
+    state = load_file(str(folder / "model.safetensors"))
+    ref.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    with torch.no_grad():
+        hidden = ref(pixel_values=torch.as_tensor(x), output_hidden_states=True).hidden_states
+    assert emb.shape == (2, 32) and np.allclose(emb, hidden[-1].mean(1).numpy(), atol=1e-5)
+    # the resampler and the language model are not the tower: a wrong mapping is refused
+    with pytest.raises(ModelConfigError, match="matches the tower's key patterns|not in"):
+        _load(seed, tiny, "chexagent", key_mapping={r"^model\.visual\.": ""})
 
 
 def test_chexagent_8b_tower_loads_into_blip2_without_remote_code(tmp_path):
@@ -226,4 +276,74 @@ def test_sixteen_bit_png_is_windowed_before_the_processor(seed, tiny, tmp_path):
 def test_gpu_settings_stay_off_on_a_cpu(seed, tiny):
     m = _load(seed, tiny, "medimageinsight")
     assert m.device == "cpu" and m.dtype_name == "float32"  # bf16 is for GPUs only
-    assert m.describe()["dtype"] == "float32" and m.describe()["kind"] == "timm"
+    meta = m.describe()  # what every shard's metadata records
+    assert meta["dtype"] == "float32" and meta["kind"] == "timm"
+    assert meta["dtype_requested"] == "bfloat16" and meta["device"] == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("requested", "capability", "runs"),
+    [
+        ("bfloat16", (9, 0), "bfloat16"),  # H100
+        ("bfloat16", (8, 0), "bfloat16"),  # A100
+        ("bfloat16", (7, 5), "float32"),  # T4: no native bfloat16
+        ("bfloat16", (7, 0), "float32"),  # V100
+        ("float16", (7, 0), "float16"),
+        ("float32", (9, 0), "float32"),
+    ],
+)
+def test_bfloat16_only_where_the_gpu_has_it(requested, capability, runs):
+    from cxratlas.embed.models.base import gpu_dtype
+
+    assert gpu_dtype(requested, capability) == runs
+
+
+@pytest.mark.gpu
+def test_a_gpu_shard_records_the_dtype_its_device_supports(seed, tiny):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    m = load_embedder("rad_dino", {**seed["rad_dino"], "weights": str(tiny["rad_dino"][0])})
+    major, _ = torch.cuda.get_device_capability()
+    assert m.describe()["dtype"] == ("bfloat16" if major >= 8 else "float32")
+    assert m.describe()["device"].startswith("cuda: ")
+
+
+def test_a_third_party_checkpoint_is_checked_against_its_hash(seed, tiny, tmp_path, monkeypatch):
+    """MedImageInsight comes from a repackage whose file can change under a study: a pinned
+    sha256 is checked at every load; with none pinned, the first load records the file's hash
+    and every later load checks it."""
+    import shutil
+
+    from cxratlas.embed.models.weights import _sha256, sha256_record
+
+    monkeypatch.setenv("CXRATLAS_HOME", str(tmp_path / "home"))
+    folder = shutil.copytree(tiny["medimageinsight"][0], tmp_path / "mii")
+    ckpt = folder / seed["medimageinsight"]["checkpoint"]
+    entry = {**seed["medimageinsight"], "weights": str(folder),
+             "model_args": tiny["medimageinsight"][1]["model_args"]}  # fmt: skip
+    with pytest.raises(ModelConfigError, match=f"has sha256 {_sha256(ckpt)}, but the entry pins"):
+        load_embedder("mii", {**entry, "sha256": "0" * 64}, device="cpu")
+    del entry["sha256"]
+    load_embedder("mii", entry, device="cpu")  # the first load records the hash
+    record = sha256_record(entry, ckpt)
+    assert record.read_text().strip() == _sha256(ckpt)
+    load_embedder("mii", entry, device="cpu")  # unchanged: loads
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(ckpt))
+    state["image_projection"] = state["image_projection"] * 2  # the file changes upstream
+    save_file(state, str(ckpt), metadata={"format": "pt"})
+    with pytest.raises(ModelConfigError, match="was recorded at its first load"):
+        load_embedder("mii", entry, device="cpu")
+    load_embedder("mii", {**entry, "sha256": _sha256(ckpt)}, device="cpu")  # pinned anew
+
+
+def test_unpinned_entries_are_named_for_the_plan(seed):
+    from cxratlas.embed.models.weights import pin_warnings
+
+    lines = pin_warnings(seed)
+    named = {line.split("'")[1] for line in lines}
+    unpinned = {n for n, e in seed.items() if not e.get("revision")}
+    assert named == unpinned and "rad_dino" not in named and "biomedclip" not in named
+    assert any("config_from StanfordAIMI/XraySigLIP" in line for line in lines)
+    assert pin_warnings({"local": {"weights": "/models/rad-dino"}}) == []

@@ -49,6 +49,7 @@ def seed_run(repo, tmp_path_factory):
     }
     for entry in models.values():
         entry.pop("revision", None)  # local folders
+        entry.pop("sha256", None)  # tiny stand-ins, not the release's file
     _config(workdir, models)
     # The precomputed source covers 54 of the 60 sampled images, one of them with a NaN.
     # the plan draws the sample before any job; a run (of ingest alone) writes it down
@@ -76,13 +77,22 @@ def test_each_seed_kind_wrote_its_dimension(seed_run):
     assert np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-4)  # UniCL normalises
 
 
-def test_images_were_decoded_once_per_shard(seed_run):
-    workdir, _, ids, _ = seed_run
-    decoded = pd.concat(
-        [pd.read_parquet(workdir / f"results/decoded/shard-{s}.parquet") for s in (0, 1)]
-    )
-    assert sorted(decoded["image_id"]) == sorted(ids) and decoded["error"].isna().all()
-    assert len(list((workdir / "logs/decode").glob("shard-*.log"))) == 2
+def test_images_were_decoded_once_per_shard_and_conversion(seed_run):
+    """Two 8-bit conversions in use: the display one (thumbnails, RAD-DINO, BiomedCLIP) and
+    MedImageInsight's 1st-99th percentile: one decode cache each, every image once in each."""
+    from cxratlas.embed.models import intensity_of
+    from cxratlas.ingest.intensity import DISPLAY
+
+    workdir, models, ids, _ = seed_run
+    want = {DISPLAY.key, intensity_of("medimageinsight", models["medimageinsight"]).key}
+    folders = sorted(p.name for p in (workdir / "results/decoded").iterdir())
+    assert sorted(want) == folders and len(want) == 2
+    for key in folders:
+        decoded = pd.concat(
+            [pd.read_parquet(workdir / f"results/decoded/{key}/shard-{s}.parquet") for s in (0, 1)]
+        )
+        assert sorted(decoded["image_id"]) == sorted(ids) and decoded["error"].isna().all()
+    assert len(list((workdir / "logs/decode").glob("*/shard-*.log"))) == 4
 
 
 def test_precomputed_import_reports_missing_and_nan(seed_run):
@@ -114,7 +124,13 @@ def test_atlas_keeps_the_images_every_model_covers(seed_run):
 def test_a_sixth_entry_of_a_known_kind_plans_only_its_jobs(repo, seed_run):
     workdir, models, _, _ = seed_run
     seed = yaml.safe_load((repo / "config/models/seed.yaml").read_text())["models"]
-    chexagent = {**seed["chexagent"], "weights": str(tiny_models.chexagent_siglip(workdir / "cx"))}
+    folder, xray = tiny_models.chexagent_2(workdir / "cx")
+    chexagent = {
+        **seed["chexagent"],
+        "weights": str(folder),
+        "config_from": {"weights": str(xray)},
+        "processor_overrides": {"size": {"height": 64, "width": 64}, "resample": 3},
+    }
     chexagent.pop("revision")
     _config(workdir, {**models, "chexagent": chexagent})
     out = snakemake(repo, workdir, "-n").stdout
@@ -130,7 +146,7 @@ def test_a_sixth_entry_of_a_known_kind_plans_only_its_jobs(repo, seed_run):
         assert f"output: results/embeddings/{model}/shard" not in out  # no job for it
 
 
-def test_the_example_dataset_config_plans_the_five_seed_models(repo, tmp_path):
+def test_the_example_dataset_config_plans_the_seed_models(repo, tmp_path):
     """config/models/seed.yaml + config/examples/mimic-cxr-jpg.yaml, with the manifest and the
     embeddings folder pointed at local stand-ins: the plan has every model's shards."""
     (tmp_path / "meta.csv").write_text(
@@ -152,7 +168,7 @@ def test_the_example_dataset_config_plans_the_five_seed_models(repo, tmp_path):
         "models": {"cxr_foundation": {"source": str(tmp_path / "emb")}},
     }
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(local))
-    out = snakemake(
+    proc = snakemake(
         repo,
         tmp_path,
         "-n",
@@ -160,12 +176,21 @@ def test_the_example_dataset_config_plans_the_five_seed_models(repo, tmp_path):
         str(repo / "config/models/seed.yaml"),
         str(repo / "config/examples/mimic-cxr-jpg.yaml"),
         str(tmp_path / "test.yaml"),
-    ).stdout
+    )
+    out = proc.stdout
     stats = job_stats(out)
-    models = 5 + 1 + 2  # seed, precomputed, the default config's pixel baselines
-    # sample.n is 50,000 but the stand-in holds one image: one shard each, never 10 empty ones
-    assert stats["embed_shard"] == models and stats["decode_shard"] == 1
+    models = 6 + 1 + 2  # seed, precomputed, the default config's pixel baselines
+    # sample.n is 50,000 but the stand-in holds one image: one shard each, never 10 empty ones;
+    # one decode job per 8-bit conversion in use (display, Google's, Microsoft's)
+    assert stats["embed_shard"] == models and stats["decode_shard"] == 3
     assert stats["reduce"] == models and stats["merge_embeddings"] == models
-    for name in ("rad_dino", "medgemma", "chexagent", "medimageinsight", "biomedclip"):
+    seed = yaml.safe_load((repo / "config/models/seed.yaml").read_text())["models"]
+    for name in seed:
         assert f"results/embeddings/{name}/shard-0.parquet" in out
+    # the plan names every entry that is not pinned to a commit, before any job
+    said = proc.stdout + proc.stderr
+    for name, entry in seed.items():
+        assert (f"model {name!r}: weights {entry['weights']} is not pinned" in said) == (
+            not entry.get("revision")
+        ), name
     assert "shard-1.parquet" not in out

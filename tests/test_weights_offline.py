@@ -80,3 +80,32 @@ def test_a_cached_snapshot_loads_without_the_network(tmp_path, tiny_dinov2):
                           capture_output=True, text=True, timeout=120, env=clean)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["loaded"] is True
+
+
+def test_only_the_shards_holding_the_tower_are_needed(tmp_path):
+    """MedGemma's checkpoint is sharded with an index: the tower is read from the shards that
+    hold its tensors, and a Hub cache holding only those (and the small JSON files) loads it
+    offline; the language model's shards are never asked for."""
+    from cxratlas.embed.models.hf import TOWERS
+    from cxratlas.embed.models.weights import tower_shards
+    from cxratlas.testing import tiny_models
+
+    folder = tiny_models.sharded(tiny_models.medgemma(tmp_path / "mg"), tmp_path / "sharded")
+    weight_map = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    needed = tower_shards(weight_map, list(TOWERS["siglip"][1]))
+    lm_only = sorted(set(weight_map.values()) - set(needed))
+    assert needed and lm_only  # the fixture really splits them
+    assert all("vision_tower" not in k for k, f in weight_map.items() if f in lm_only)
+    revision = "1" * 40
+    snap = tmp_path / "hub/models--acme--medgemma-tiny/snapshots" / revision
+    snap.mkdir(parents=True)
+    for f in [*folder.glob("*.json"), *(folder / s for s in needed)]:
+        (snap / f.name).symlink_to(f)
+    (tmp_path / "hub/models--acme--medgemma-tiny/refs").mkdir()
+    entry = {**SEED["medgemma"], "weights": "acme/medgemma-tiny", "revision": revision}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    clean.update(HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-c", PROBE, "medgemma", json.dumps(entry)],
+                          capture_output=True, text=True, timeout=300, env=clean)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"loaded": True}

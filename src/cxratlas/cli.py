@@ -33,10 +33,7 @@ def _pin_models(args: argparse.Namespace) -> int:
     import yaml
     from huggingface_hub import snapshot_download
 
-    models: dict = {}
-    for path in args.configs:
-        with open(path) as fh:
-            models.update((yaml.safe_load(fh) or {}).get("models", {}))
+    models = _config_models(args.configs)
     pins, failed = {}, 0
     for name, entry in models.items():
         weights = str(entry.get("weights", "")).removeprefix("hf-hub:")
@@ -52,8 +49,54 @@ def _pin_models(args: argparse.Namespace) -> int:
             failed += 1
             continue
         pins[name] = {"revision": os.path.basename(folder.rstrip("/"))}
+        source = entry.get("config_from")
+        if isinstance(source, dict) and source.get("weights") and not source.get("revision"):
+            try:  # the repo a tower's config comes from (CheXagent-2's XraySigLIP)
+                other = snapshot_download(source["weights"], allow_patterns=["*config.json"])
+            except Exception as exc:
+                print(f"# {name}: config_from {source['weights']}: cannot resolve ({exc})",
+                      file=sys.stderr)  # fmt: skip
+                failed += 1
+                continue
+            pins[name]["config_from"] = {
+                "weights": source["weights"],
+                "revision": os.path.basename(other.rstrip("/")),
+            }
     print(yaml.safe_dump({"models": pins}, sort_keys=False), end="")
     return 1 if failed else 0
+
+
+def _config_models(paths: list[str]) -> dict:
+    """The `models` sections of config files, later files winning, as Snakemake merges them."""
+    import yaml
+
+    models: dict = {}
+    for path in paths:
+        with open(path) as fh:
+            models.update((yaml.safe_load(fh) or {}).get("models", {}))
+    return models
+
+
+def _verify_models(args: argparse.Namespace) -> int:
+    """Golden vectors: write them, or compare a run with them (cosine >= MIN_COSINE)."""
+    from pathlib import Path
+
+    from cxratlas.embed.verify import MIN_COSINE, Films, verify_models
+
+    out = Path(args.out)
+    films = Films.from_folder(Path(args.images)) if args.images else Films.phantoms(out / "films")
+    against = Path(args.against) if args.against else None
+    rows = verify_models(_config_models(args.configs), films, out, args.device, against)
+    for row in rows:
+        print("  ".join(f"{k}={v:.5f}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in row.items()))  # fmt: skip
+    print(f"golden vectors of {len(rows)} model(s) and {len(films.paths)} film(s) in {out}",
+          file=sys.stderr)  # fmt: skip
+    failed = [r["model"] for r in rows if r.get("ok") is False]
+    if failed:
+        print(f"below cosine {MIN_COSINE} against {against}: {failed}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _check_privacy(args: argparse.Namespace) -> int:
@@ -127,6 +170,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     pin.add_argument("configs", nargs="+", help="config files whose models to pin")
     pin.set_defaults(func=_pin_models)
+    verify = sub.add_parser(
+        "verify-models",
+        help="embed a few fixed films with each configured model in float32 and in the run's "
+        "dtype: write golden vectors, or compare this machine's with earlier ones",
+    )
+    verify.add_argument("configs", nargs="+", help="config files whose models to verify")
+    verify.add_argument("--out", default="results/verify", help="where the vectors go")
+    verify.add_argument(
+        "--images", help="a folder of films (default: four seeded phantoms written to OUT/films)"
+    )
+    verify.add_argument(
+        "--against", help="golden vectors from an earlier run: exit 1 if any cosine is lower"
+    )
+    verify.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    verify.set_defaults(func=_verify_models)
     check = sub.add_parser(
         "check-privacy",
         help="look for identifier values (names, MRNs, ...) of the source tables in the outputs",

@@ -1,10 +1,13 @@
-"""The decode cache: each image of a shard decoded, windowed to 8-bit and downsized once.
+"""The decode cache: each image of a shard decoded, converted to 8 bits and downsized once.
 
 Decoding a 3000 x 2500 DICOM or PNG costs tens of milliseconds a core; five models reading the
 originals pay it five times and leave GPUs waiting. With `extract.decode_cache: <max side>`, one
-CPU job per shard writes `results/decoded/shard-<i>.parquet` (image_id, PNG bytes, error), and
-every model's shard job and the thumbnails read it instead. Set the max side at or above the
-largest model input (MedGemma: 896 px) so no model sees a smaller image than it would have.
+CPU job per shard and 8-bit conversion writes `results/decoded/<intensity key>/shard-<i>.parquet`
+(image_id, PNG bytes, error), and every model converting the same way (its `intensity:`
+block) and the thumbnails (the display conversion) read it instead. The conversion runs on the
+full-size film, before downsizing, as each model's authors run it. Set the max side at or
+above the largest model input (MedGemma: 896 px) so no model sees a smaller image than it
+would have.
 """
 
 from __future__ import annotations
@@ -19,15 +22,16 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from cxratlas.ingest.imaging import ImageLoadError, check_unreadable, downsized_png, load_gray8
+from cxratlas.ingest.intensity import Intensity
 from cxratlas.io import write_parquet
 
 log = logging.getLogger(__name__)
 
 
-def _decode(args: tuple[str, int]) -> tuple[bytes | None, str | None]:
-    path, max_side = args
+def _decode(args: tuple[str, int, Intensity | None]) -> tuple[bytes | None, str | None]:
+    path, max_side, intensity = args
     try:
-        return downsized_png(load_gray8(path), max_side), None
+        return downsized_png(load_gray8(path, intensity), max_side), None
     except ImageLoadError as exc:
         return None, str(exc)
 
@@ -39,13 +43,14 @@ def write_decode_cache(
     out_path: str | os.PathLike,
     max_skipped_fraction: float = 0.5,
     workers: int | None = None,
+    intensity: Intensity | None = None,
 ) -> dict[str, int]:
     """Decode one shard's images into the cache file; unreadable images keep their reason."""
     from cxratlas.embed.workers import auto_workers
 
     rows = sample.loc[sample["shard"] == shard]
     workers = workers if workers is not None else auto_workers() + 1
-    jobs = [(p, max_side) for p in rows["path"]]
+    jobs = [(p, max_side, intensity) for p in rows["path"]]
     bar = tqdm(total=len(jobs), desc=f"decode shard {shard}", unit="img", file=sys.stderr,
                mininterval=5, disable=None)  # fmt: skip
     results = []

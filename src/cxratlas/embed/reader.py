@@ -113,8 +113,9 @@ def image_loader(
     (rows, stacked batch or None, failures) each."""
     device = getattr(model, "device", "cpu")
     batched = batch_decode_on(jpeg_decode, device, decoded_path)
+    source = ImageSource(decoded_path, getattr(model, "intensity", None))  # its 8-bit conversion
     loader = DataLoader(
-        ImageReader(rows, model.preprocess, ImageSource(decoded_path), jpeg_bytes=batched),
+        ImageReader(rows, model.preprocess, source, jpeg_bytes=batched),
         batch_size=model.batch_size,
         shuffle=False,
         num_workers=num_workers,

@@ -2,8 +2,9 @@
 tags a manifest wants.
 
 Pixel path: stored values -> modality LUT (Rescale Slope/Intercept or a Modality LUT Sequence)
--> VOI LUT (a VOI LUT Sequence, else Window Center/Width, else the full range) -> MONOCHROME1
-inverted (so bone is bright, as in MONOCHROME2) -> 0..255. Files without the 128-byte preamble
+-> a `Film` (with its VOI LUT Sequence or first Window Center/Width, and whether it is shown
+inverted: MONOCHROME1 or Presentation LUT Shape INVERSE) -> each model's `Intensity` -> 0..255
+(`cxratlas.ingest.intensity`). Files without the 128-byte preamble
 or file meta (old CR exports) are read with `force=True` and implicit VR little endian assumed.
 Compressed transfer syntaxes decode where pydicom has a codec: RLE natively, JPEG baseline
 through Pillow, JPEG-LS / JPEG 2000 / lossless JPEG with `pip install cxratlas[dicom]`.
@@ -17,6 +18,8 @@ import re
 from typing import Any
 
 import numpy as np
+
+from cxratlas.ingest.intensity import DISPLAY, Film, Intensity, window  # noqa: F401
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 # header tag -> manifest column; nothing that identifies a patient
@@ -62,8 +65,9 @@ def _read(path: str | os.PathLike, pixels: bool):
     return ds
 
 
-def dicom_to_gray8(path: str | os.PathLike) -> np.ndarray:
-    """An (H, W) uint8 array of the first frame, windowed for display."""
+def dicom_film(path: str | os.PathLike) -> Film:
+    """The first frame's stored values after the modality LUT, with the display window the
+    file carries and its polarity; each model's `Intensity` turns it into 8 bits."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     ds = _read(path, pixels=True)
@@ -78,26 +82,34 @@ def dicom_to_gray8(path: str | os.PathLike) -> np.ndarray:
         ) from exc
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         arr = arr[0]
-    if int(ds.get("SamplesPerPixel", 1)) == 3:  # a colour secondary capture
-        return (
-            np.asarray(arr[..., :3] @ np.array([0.299, 0.587, 0.114]), np.float64)
-            .clip(0, 255)
-            .astype(np.uint8)
-        )
+    if int(ds.get("SamplesPerPixel", 1)) == 3:  # a colour secondary capture: its luminance
+        grey = np.asarray(arr[..., :3] @ np.array([0.299, 0.587, 0.114]), np.float64)
+        return Film(grey.clip(0, 255).round(), kind="8bit")
     values = apply_modality_lut(arr, ds).astype(np.float64)
+    voi = None
     if "VOILUTSequence" in ds:
         lut_bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        scaled = apply_voi_lut(values, ds, index=0).astype(np.float64) / (2**lut_bits - 1)
-    elif "WindowCenter" in ds and "WindowWidth" in ds:
-        scaled = window(values, _first(ds.WindowCenter), _first(ds.WindowWidth),
-                        str(ds.get("VOILUTFunction", "LINEAR")))  # fmt: skip
-    else:  # no display window stored: a robust full-range window
-        lo, hi = np.percentile(values, [0.5, 99.5]) if values.size else (0.0, 0.0)
-        scaled = np.zeros_like(values) if hi <= lo else (values - lo) / (hi - lo)
-    scaled = scaled.clip(0, 1)
-    if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
-        scaled = 1.0 - scaled  # low values are white in MONOCHROME1
-    return np.round(scaled * 255).astype(np.uint8)
+        voi = apply_voi_lut(values, ds, index=0).astype(np.float64) / (2**lut_bits - 1)
+    stored = None
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        stored = (_first(ds.WindowCenter), _first(ds.WindowWidth),
+                  str(ds.get("VOILUTFunction", "LINEAR")))  # fmt: skip
+    return Film(values, kind="dicom", window=stored, voi=voi, invert=_shown_inverted(ds),
+                full_scale=float(2 ** int(ds.get("BitsStored", 16) or 16) - 1))  # fmt: skip
+
+
+def _shown_inverted(ds) -> bool:
+    """Low values white: MONOCHROME1, or a Presentation LUT Shape of INVERSE. One inversion
+    either way: for DX images INVERSE is how MONOCHROME1 is displayed (PS3.3 C.8.11.6.1.2)."""
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    shape = str(ds.get("PresentationLUTShape", "")).strip().upper()
+    return photometric == "MONOCHROME1" or shape == "INVERSE"
+
+
+def dicom_to_gray8(path: str | os.PathLike, intensity: Intensity | None = None) -> np.ndarray:
+    """An (H, W) uint8 array of the first frame, converted by `intensity` (default: the
+    display window, else a 0.5-99.5 percentile range)."""
+    return (intensity or DISPLAY).to_gray8(dicom_film(path))
 
 
 def _first(value) -> float:
@@ -105,18 +117,6 @@ def _first(value) -> float:
     from pydicom.multival import MultiValue
 
     return float(value[0] if isinstance(value, MultiValue | list | tuple) else value)
-
-
-def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
-    """DICOM PS3.3 C.11.2.1.2 windowing onto 0..1 (LINEAR, LINEAR_EXACT, SIGMOID)."""
-    function = function.upper()
-    if function == "SIGMOID":
-        return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
-    if function == "LINEAR_EXACT":
-        return (values - center) / width + 0.5
-    if width < 1:
-        raise DicomError(f"Window Width {width} < 1 for a LINEAR window")
-    return (values - (center - 0.5)) / max(width - 1, 1e-9) + 0.5
 
 
 def _age(value: str) -> float | None:

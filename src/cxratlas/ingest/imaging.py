@@ -1,4 +1,5 @@
-"""Decode any supported image file into the one form every model starts from: 8-bit grayscale."""
+"""Decode any supported image file into a `Film`, and that into the 8-bit grayscale a model starts
+from, converted the way the model's authors convert it (`cxratlas.ingest.intensity`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
-from cxratlas.ingest.dicom import DicomError, dicom_to_gray8, is_dicom
+from cxratlas.ingest.dicom import DicomError, dicom_film, is_dicom
+from cxratlas.ingest.intensity import DISPLAY, Film, Intensity, IntensityError
 
 # Decompression-bomb guard stays on, but real CXRs (up to ~4k x 5k) must pass.
 Image.MAX_IMAGE_PIXELS = 80_000_000
@@ -32,37 +34,42 @@ def check_unreadable(reasons: list[str], total: int, max_fraction: float, what: 
         )
 
 
-def to_gray8(img: Image.Image) -> Image.Image:
-    """Convert a decoded PIL image to 8-bit grayscale ('L').
+SIXTEEN_BIT_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}
 
-    16-bit images are min-max scaled (HF processors would divide them by 255 and saturate);
-    transparency is composited on black; palette images are expanded first.
-    """
+
+def image_film(img: Image.Image) -> Film:
+    """A decoded PIL image as a `Film`: 16-bit (and integer/float) images keep their values
+    for each model's `Intensity` (HF processors would divide them by 255 and saturate);
+    everything else becomes 8-bit grey, transparency composited on black, palettes expanded."""
     img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
-        return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
+    if img.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(img, dtype=np.float64)
+        return Film(values, kind="16bit", full_scale=SIXTEEN_BIT_MODES[img.mode])
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA"):
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(background, img.convert("RGBA"))
-    return img.convert("L")
+    return Film(np.asarray(img.convert("L")), kind="8bit")
 
 
-def load_gray8(path: str | os.PathLike) -> Image.Image:
-    """Open `path` and return an 8-bit grayscale image, or raise ImageLoadError naming the file."""
+def to_gray8(img: Image.Image, intensity: Intensity | None = None) -> Image.Image:
+    """A decoded PIL image as 8-bit grayscale ('L'), converted by `intensity`."""
+    return Image.fromarray((intensity or DISPLAY).to_gray8(image_film(img)), mode="L")
+
+
+def load_film(path: str | os.PathLike) -> Film:
+    """Open `path` (DICOM or any image Pillow reads) as a `Film`, or raise ImageLoadError
+    naming the file."""
     path = os.fspath(path)
     try:
         if os.path.getsize(path) == 0:
             raise ImageLoadError(f"{path}: empty file (0 bytes)")
         if is_dicom(path):
-            return Image.fromarray(dicom_to_gray8(path), mode="L")
+            return dicom_film(path)
         with Image.open(path) as img:
             img.load()
-            return to_gray8(img)
+            return image_film(img)
     except ImageLoadError:
         raise
     except FileNotFoundError as exc:
@@ -71,6 +78,16 @@ def load_gray8(path: str | os.PathLike) -> Image.Image:
         raise ImageLoadError(f"{path}: DICOM: {exc}") from exc
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageLoadError(f"{path}: cannot decode image ({exc})") from exc
+
+
+def load_gray8(path: str | os.PathLike, intensity: Intensity | None = None) -> Image.Image:
+    """Open `path` as 8-bit grayscale, converted by `intensity` (default: the display
+    conversion), or raise ImageLoadError naming the file."""
+    film = load_film(path)
+    try:
+        return Image.fromarray((intensity or DISPLAY).to_gray8(film), mode="L")
+    except IntensityError as exc:  # e.g. a stored window of width < 1
+        raise ImageLoadError(f"{os.fspath(path)}: DICOM: {exc}") from exc
 
 
 THUMBNAIL_ENCODINGS = {  # what a thumbnail may be stored as (Embedding Atlas sniffs both)
@@ -101,9 +118,13 @@ def downsized_png(img: Image.Image, max_side: int) -> bytes:
 
 class ImageSource:
     """Where a shard's images come from: the original files, or the shard's decode cache (each
-    image decoded, windowed to 8 bits and downsized once, then read by every model)."""
+    image decoded, converted to 8 bits by one `Intensity` and downsized once, then read by
+    every model that converts the same way)."""
 
-    def __init__(self, cache_path: str | os.PathLike | None = None):
+    def __init__(
+        self, cache_path: str | os.PathLike | None = None, intensity: Intensity | None = None
+    ):
+        self.intensity = intensity or DISPLAY
         self.table = None
         self.index: dict[str, int] = {}
         if cache_path:
@@ -116,7 +137,7 @@ class ImageSource:
     def load(self, image_id: str, path: str) -> Image.Image:
         i = self.index.get(image_id) if self.table is not None else None
         if i is None:
-            return load_gray8(path)
+            return load_gray8(path, self.intensity)
         error = self.table.column("error")[i].as_py()
         if error:
             raise ImageLoadError(error)

@@ -31,14 +31,14 @@ SHARD_FILES = (
     "results/embeddings/*/shard-{k}.parquet",
     "results/embeddings/*/shard-{k}.report.json",
     "results/thumbnails/shard-{k}.parquet",
-    "results/decoded/shard-{k}.parquet",
+    "results/decoded/*/shard-{k}.parquet",
 )
 SHARD_LOGS = (
     "logs/embed/*/shard-{k}.log",
     "logs/thumbnails/shard-{k}.log",
-    "logs/decode/shard-{k}.log",
+    "logs/decode/*/shard-{k}.log",
     "logs/benchmarks/embed/*/shard-{k}.tsv",
-    "logs/benchmarks/decode/shard-{k}.tsv",
+    "logs/benchmarks/decode/*/shard-{k}.tsv",
 )
 
 

@@ -72,7 +72,25 @@ def medgemma(out: Path) -> Path:
         image_mean=[0.5] * 3,
         image_std=[0.5] * 3,
         do_pan_and_scan=False,
+        do_convert_rgb=None,  # as google/medgemma-4b-it's processor: grey is not made RGB
     ).save_pretrained(out)
+    return out
+
+
+def sharded(src: Path, out: Path, max_shard_size: str = "40KB") -> Path:
+    """A copy of a saved tiny Gemma-3 checkpoint cut into several safetensors shards with a
+    `model.safetensors.index.json`, as google/medgemma-4b-it is published: at this size the
+    language model and the vision tower fall in different shards."""
+    import shutil
+
+    from transformers import Gemma3ForConditionalGeneration
+
+    Gemma3ForConditionalGeneration.from_pretrained(src).save_pretrained(
+        out, max_shard_size=max_shard_size
+    )
+    for f in src.glob("*.json"):
+        if not (out / f.name).exists():
+            shutil.copy(f, out / f.name)
     return out
 
 
@@ -115,6 +133,57 @@ def chexagent_siglip(out: Path) -> Path:
         size={"height": 56, "width": 56}, image_mean=[0.5] * 3, image_std=[0.5] * 3
     ).save_pretrained(out)
     return out
+
+
+def chexagent_2(out: Path) -> tuple[Path, Path]:
+    """StanfordAIMI/CheXagent-2-3b's layout and the repo its tower is built from. CheXagent-2's
+    remote code (modeling_chexagent.CheXagentForCausalLM -> .model.visual, a
+    modeling_visual.CLIPModel whose .model is `AutoModel.from_pretrained(<XraySigLIP repo>)
+    .vision_model`) stores the tower as `model.visual.model.*`, beside its resampler
+    (`model.visual.attn_pool/ln_post/proj`) and a Phi-2-shaped language model; its config.json
+    has a `visual` section naming the XraySigLIP repo, whose own config.json holds the tower's
+    `vision_config` and whose processor gives the mean and std. Returns (checkpoint folder,
+    XraySigLIP folder)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipVisionModel
+
+    vision = {**TINY_VISION, "image_size": 64, "patch_size": 16}
+    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, vocab_size=100, max_position_embeddings=16)  # fmt: skip
+    xray = out / "xraysiglip"
+    xray.mkdir(parents=True, exist_ok=True)
+    (xray / "config.json").write_text(
+        json.dumps(SiglipConfig(text_config=text, vision_config=vision).to_dict())
+    )
+    SiglipImageProcessor(
+        size={"height": 48, "width": 48}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    ).save_pretrained(xray)
+    tower = SiglipVisionModel(SiglipVisionModel.config_class(**vision)).eval()
+    state = {f"model.visual.model.{k}": v.contiguous() for k, v in tower.state_dict().items()}
+    state["model.visual.attn_pool.0.weight"] = torch.zeros(40, 32)
+    state["model.visual.ln_post.weight"] = torch.ones(10)
+    state["model.visual.proj"] = torch.zeros(10, 10)
+    state["model.layers.0.mlp.fc1.weight"] = torch.zeros(8, 8)
+    state["lm_head.weight"] = torch.zeros(12, 8)
+    ckpt = out / "chexagent-2"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(ckpt / "model.safetensors"), metadata={"format": "pt"})
+    (ckpt / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["CheXagentForCausalLM"],
+                "model_type": "chexagent",
+                "auto_map": {"AutoModelForCausalLM": "modeling_chexagent.CheXagentForCausalLM"},
+                "visual": {
+                    "image_size": 64,
+                    "output_dim": 10,
+                    "vision_model_name_or_path": str(xray),
+                },  # fmt: skip
+            }
+        )
+    )
+    return ckpt, xray
 
 
 def chexagent_8b(out: Path) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cxratlas.embed.models.base import Embedder, ModelConfigError
+from cxratlas.embed.models.base import Embedder, ModelConfigError, intensity_of
 from cxratlas.embed.models.hf import HFAutoModelEmbedder, HFVisionTowerEmbedder
 from cxratlas.embed.models.open_clip_model import OpenCLIPEmbedder
 from cxratlas.embed.models.pixels import PixelEmbedder
@@ -65,6 +65,7 @@ __all__ = [
     "ModelConfigError",
     "KINDS",
     "embedder_class",
+    "intensity_of",
     "load_embedder",
     "needs_fit",
     "reads_images",

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from cxratlas.ingest.intensity import Intensity, IntensityError
+
+log = logging.getLogger(__name__)
+
 
 class ModelConfigError(ValueError):
     """A model entry that cannot be used; the message names the model and the key."""
+
+
+def intensity_of(name: str, entry: dict[str, Any]) -> Intensity:
+    """The entry's `intensity:` block (the display conversion where it has none)."""
+    try:
+        return Intensity.from_entry(name, entry.get("intensity"))
+    except IntensityError as exc:
+        raise ModelConfigError(str(exc)) from None
 
 
 class Embedder(ABC):
@@ -51,6 +64,7 @@ class Embedder(ABC):
     def __init__(self, name: str, entry: dict[str, Any]):
         self.name = name
         self.entry = entry
+        self.intensity = intensity_of(name, entry)  # how its films become 8 bits
 
     @property
     def batch_size(self) -> int:
@@ -87,8 +101,33 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+BF16_CAPABILITY = (8, 0)  # Ampere: native bfloat16 tensor cores; older GPUs emulate it slowly
+
+
+def gpu_dtype(requested: str, capability: tuple[int, int]) -> str:
+    """The dtype an entry runs in on a CUDA device of compute `capability`: bfloat16 only from
+    8.0 on; asked on an older GPU it runs float32 (the authors' references are float32, and
+    float16's narrower range was never measured on these models). float16 and float32 run as
+    asked."""
+    if requested == "bfloat16" and tuple(capability) < BF16_CAPABILITY:
+        return "float32"
+    return requested
+
+
+def device_description(device: str) -> str:
+    """The device a shard ran on, for its metadata: the GPU's name and compute capability."""
+    import torch
+
+    if device != "cuda":
+        return device
+    major, minor = torch.cuda.get_device_capability()
+    return f"cuda: {torch.cuda.get_device_name()} (sm_{major}{minor})"
+
+
 class TorchEmbedder(Embedder):
-    """A PyTorch model on one device: 16-bit weights and autocast on a GPU, float32 on a CPU.
+    """A PyTorch model on one device: 16-bit weights and autocast on a GPU that supports the
+    entry's `dtype` (`gpu_dtype`), float32 on a CPU. The dtype used, the one asked for and the
+    device go into every shard's metadata (`describe`).
 
     Subclasses load `self.model`, then call `finish_setup()`, and implement `forward`.
     """
@@ -100,9 +139,24 @@ class TorchEmbedder(Embedder):
         import torch
 
         self.device = resolve_device(device)
-        self.dtype_name = entry.get("dtype", "bfloat16") if self.device == "cuda" else "float32"
+        self.dtype_requested = entry.get("dtype", "bfloat16")
+        self.dtype_name = (
+            gpu_dtype(self.dtype_requested, torch.cuda.get_device_capability())
+            if self.device == "cuda"
+            else "float32"
+        )
+        if self.dtype_name != self.dtype_requested and self.device == "cuda":
+            log.warning("model %r: %s asked, but %s has no native bfloat16: running %s",
+                        name, self.dtype_requested, device_description(self.device),
+                        self.dtype_name)  # fmt: skip
         self.dtype = getattr(torch, self.dtype_name)
         self._dim: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {
+            "dtype_requested": self.dtype_requested,
+            "device": device_description(self.device),
+        }
 
     def finish_setup(self) -> None:
         import torch
@@ -126,8 +180,9 @@ class TorchEmbedder(Embedder):
         x = x.to(self.dtype)
         with (
             torch.inference_mode(),
-            torch.autocast("cuda", dtype=self.dtype, enabled=self.device == "cuda"),
-        ):
+            torch.autocast("cuda", dtype=self.dtype,
+                           enabled=self.device == "cuda" and self.dtype_name != "float32"),
+        ):  # fmt: skip
             vec = self.forward(x)
         return vec.float().cpu().numpy()
 

@@ -37,7 +37,7 @@ class OpenCLIPEmbedder(TorchEmbedder):
         log.info("loaded %s (open_clip, %s) on %s as %s", name, path, self.device, self.dtype_name)
 
     def preprocess(self, img: Image.Image) -> np.ndarray:
-        return self.transform(img).numpy()
+        return self.transform(img.convert("RGB")).numpy()  # grey -> RGB explicitly
 
     def forward(self, x: Any) -> Any:
         return self.model.encode_image(x, normalize=self.normalize)

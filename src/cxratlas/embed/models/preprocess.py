@@ -53,7 +53,8 @@ def _stats(name: str, value: Any, which: str) -> tuple[float, float, float]:
 
 @dataclass(frozen=True)
 class ImageTransform:
-    """8-bit grayscale PIL image -> float32 array (3, H, W), normalised."""
+    """PIL image -> float32 array (3, H, W), normalised; grey is made RGB first, explicitly,
+    as the authors' code does (`Image.open(...).convert("RGB")`)."""
 
     height: int
     width: int
@@ -89,6 +90,7 @@ class ImageTransform:
         )
 
     def __call__(self, img: Image.Image) -> np.ndarray:
+        img = img.convert("RGB")
         resample = INTERPOLATION[self.interpolation]
         if self.resize == "squash":
             img = img.resize((self.width, self.height), resample)
@@ -101,10 +103,10 @@ class ImageTransform:
             img = img.resize(new, resample)
             left, top = (new[0] - self.width) // 2, (new[1] - self.height) // 2
             img = img.crop((left, top, left + self.width, top + self.height))
-        x = np.asarray(img.convert("L"), np.float32) / 255.0
+        x = np.asarray(img, np.float32).transpose(2, 0, 1) / 255.0
         mean = np.asarray(self.mean, np.float32)[:, None, None]
         std = np.asarray(self.std, np.float32)[:, None, None]
-        return (np.broadcast_to(x, (3, *x.shape)) - mean) / std
+        return (x - mean) / std
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from PIL import Image
 
 from cxratlas.embed.models.base import ModelConfigError, TorchEmbedder
 from cxratlas.embed.models.preprocess import ImageTransform
-from cxratlas.embed.models.weights import load_state_dict, local_weights
+from cxratlas.embed.models.weights import check_sha256, load_state_dict, local_weights
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class TimmStateDictEmbedder(TorchEmbedder):
         ckpt = local_weights(name, entry, [entry["checkpoint"]]) / entry["checkpoint"]
         if not ckpt.is_file():
             raise ModelConfigError(f"model {name!r}: checkpoint file {str(ckpt)!r} not found")
+        check_sha256(name, entry, ckpt)  # a third-party repackage can change under a study
         raw = load_state_dict(ckpt)
         prefix = entry.get("key_prefix", "")
         state = {k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)}

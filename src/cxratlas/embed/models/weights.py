@@ -7,6 +7,7 @@ calls below then read the local cache.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -60,8 +61,12 @@ def _offline() -> bool:
     )
 
 
-def _how_to_get(name: str, repo: str, revision: str | None, why: str) -> ModelConfigError:
+def _how_to_get(
+    name: str, repo: str, revision: str | None, why: str, patterns: list[str] | None = None
+) -> ModelConfigError:
     rev = f" --revision {revision}" if revision else ""
+    if patterns:  # only the files the loader reads (a VLM's tower shards, not its LM's)
+        rev += " --include " + " ".join(f'"{p}"' for p in patterns)
     return ModelConfigError(
         f"model {name!r}: the weights of Hub repo {repo!r} at revision {revision or 'main'!r} "
         f"are not in the local Hugging Face cache, and {why}. Get them on a machine with "
@@ -98,11 +103,13 @@ def local_weights(name: str, entry: dict[str, Any], patterns: list[str] | None =
         except Exception:  # not cached (or only partly): the Hub, if it can be reached
             pass
     if _offline():
-        raise _how_to_get(name, repo, revision, "HF_HUB_OFFLINE is set")
+        raise _how_to_get(name, repo, revision, "HF_HUB_OFFLINE is set", patterns)
     proxied = any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY"))
     if not proxied and not hub_reachable():  # behind a proxy only the client can tell
         endpoint = os.environ.get("HF_ENDPOINT") or "huggingface.co"
-        raise _how_to_get(name, repo, revision, f"{endpoint} cannot be reached from this node")
+        raise _how_to_get(
+            name, repo, revision, f"{endpoint} cannot be reached from this node", patterns
+        )
     try:
         return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns))
     except Exception as exc:  # gated without a token, an unknown repo or revision
@@ -126,3 +133,106 @@ def load_state_dict(path: Path) -> dict[str, Any]:
 
         state = torch.load(str(path), map_location="cpu", weights_only=True)
         return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+CONFIG_FILES = ["*.json"]  # config, processor, safetensors index: kilobytes
+INDEX = "model.safetensors.index.json"
+
+
+def tower_shards(weight_map: dict[str, str], patterns: list[str]) -> list[str]:
+    """The shard files of a sharded checkpoint's index that hold a tensor whose name matches
+    one of `patterns` (regexes): the only ones a vision tower needs."""
+    import re
+
+    compiled = [re.compile(p) for p in patterns]
+    return sorted({f for k, f in weight_map.items() if any(c.match(k) for c in compiled)})
+
+
+def tower_files(name: str, entry: dict[str, Any], patterns: list[str]) -> tuple[Path, list[str]]:
+    """A local folder with the entry's config files and the safetensors shards that hold the
+    tower's tensors (names matching `patterns`), and those shards' names. A sharded checkpoint
+    is read through its index, so the language model's shards are never downloaded (MedGemma:
+    about 8.6 GB of which the tower is a fraction); a single-file checkpoint is fetched whole."""
+    path = local_weights(name, entry, CONFIG_FILES)
+    index = path / INDEX
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        shards = tower_shards(weight_map, patterns)
+        if not shards:
+            raise ModelConfigError(
+                f"model {name!r}: no tensor named in {index} matches the tower's key patterns "
+                f"{patterns}; check `tower` and `key_mapping`"
+            )
+    else:
+        shards = ["model.safetensors"]
+    path = local_weights(name, entry, CONFIG_FILES + shards)
+    absent = [s for s in shards if not (path / s).is_file()]
+    if absent:
+        raise ModelConfigError(f"model {name!r}: {path} lacks the tower's shard(s) {absent}")
+    return path, shards
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_record(entry: dict[str, Any], path: Path) -> Path:
+    """Where the hash of a checkpoint file seen at its first load is kept: per repo (or
+    folder), revision and file, under $CXRATLAS_HOME (default ~/.cache/cxratlas)."""
+    home = Path(os.environ.get("CXRATLAS_HOME") or "~/.cache/cxratlas").expanduser()
+    source = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(entry.get("weights", "")).strip("/"))
+    revision = str(entry.get("revision") or "main")
+    return home / "sha256" / source / revision / f"{path.name}.sha256"
+
+
+def check_sha256(name: str, entry: dict[str, Any], path: Path) -> str:
+    """The checkpoint file's sha256, checked against the entry's pinned `sha256`, else
+    against the hash recorded at its first load (recorded now if there is none; a matching pin
+    replaces the record). A file that changed under a study fails loudly, naming both hashes."""
+    actual = _sha256(path)
+    pinned = entry.get("sha256")
+    if pinned and pinned.lower() != actual:
+        raise ModelConfigError(
+            f"model {name!r}: {path} has sha256 {actual}, but the entry pins {pinned}: the "
+            "file is not the one the study was pinned to"
+        )
+    record = sha256_record(entry, path)
+    if record.is_file() and not pinned:  # a pin that matches overrides what was seen before
+        seen = record.read_text().strip()
+        if seen != actual:
+            raise ModelConfigError(
+                f"model {name!r}: {path} has sha256 {actual}, but {seen} was recorded at its "
+                f"first load ({record}): the file changed; pin `sha256` to the one you mean"
+            )
+    else:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(actual + "\n")
+        os.replace(tmp, record)  # atomic: concurrent first loads write the same value
+        log.info("model %r: recorded sha256 %s of %s in %s", name, actual, path, record)
+    return actual
+
+
+def pin_warnings(models: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per hub repo an entry reads without a pinned commit (its weights, or the
+    repo it takes its config from), for the plan to print before any job."""
+    lines = []
+    for name, entry in models.items():
+        for what, source in (("weights", entry), ("config_from", entry.get("config_from"))):
+            if not isinstance(source, dict) or not source.get("weights"):
+                continue
+            weights = str(source["weights"])
+            local = weights.startswith(("/", ".", "~", "local-dir:")) or os.path.isdir(weights)
+            if local or COMMIT.match(str(source.get("revision") or "")):
+                continue
+            lines.append(
+                f"model {name!r}: {what} {weights} is not pinned to a commit: a run loads what "
+                "the repo holds that day (`cxr-atlas pin-models` prints the commits to pin)"
+            )
+    return lines

@@ -1,0 +1,117 @@
+"""Each seed loader against its authors' own files, offline (tests/data/models/README.md says
+where every file comes from): architecture built on the meta device from the real config, our
+key mapping applied to the real checkpoint's key list with strict key and shape coverage,
+preprocessing read from the real config, the embedding size read from the config. Unlike
+tests/test_seed_models.py (tiny random models), nothing here was produced by our own code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+timm = pytest.importorskip("timm")
+
+DATA = Path(__file__).resolve().parent / "data" / "models"
+
+
+def release_keys(path: Path) -> dict[str, tuple[int, ...]]:
+    """A key list file: `key<TAB>comma-separated shape` per line, `#` comments."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, shape = line.split("\t")
+            out[key] = tuple(int(s) for s in shape.split(",") if s)
+    return out
+
+
+@pytest.fixture(scope="module")
+def seed(repo):
+    return yaml.safe_load((repo / "config/models/seed.yaml").read_text())["models"]
+
+
+@pytest.fixture(scope="module")
+def mii_config():
+    return yaml.safe_load((DATA / "medimageinsight/config.yaml").read_text())
+
+
+def _meta_davit(entry):
+    with torch.device("meta"):
+        return timm.create_model(entry["architecture"], pretrained=False, num_classes=0,
+                                 **entry.get("model_args", {}))  # fmt: skip
+
+
+def test_medimageinsight_timm_architecture_is_the_release_config(seed, mii_config):
+    """davit_huge_fl's stages, heads, groups, window and patch embeddings are the ones the
+    release's config.yaml gives its DaViT (IMAGE_ENCODER.SPEC)."""
+    spec = mii_config["IMAGE_ENCODER"]["SPEC"]
+    model = _meta_davit(seed["medimageinsight"])
+    stages = list(model.stages)
+    assert [len(s.blocks) for s in stages] == spec["DEPTHS"]
+    assert [s.blocks[0].spatial_block.attn.num_heads for s in stages] == spec["NUM_HEADS"]
+    assert [s.blocks[0].channel_block.attn.groups for s in stages] == spec["NUM_GROUPS"]
+    assert {s.blocks[0].spatial_block.window_size for s in stages} == {(spec["WINDOW_SIZE"],) * 2}
+    convs = [model.stem.conv] + [s.downsample.conv for s in stages[1:]]
+    assert [c.out_channels for c in convs] == spec["DIM_EMBED"]
+    assert [c.kernel_size[0] for c in convs] == spec["PATCH_SIZE"]
+    assert [c.stride[0] for c in convs] == spec["PATCH_STRIDE"]
+    assert [c.padding[0] for c in convs] == spec["PATCH_PADDING"]
+
+
+def test_medimageinsight_remap_covers_every_release_tensor_with_its_shape(seed):
+    """Our remap takes the release's own tensor names (listed from the authors' UniCL/DaViT
+    code, not from timm's mapping) onto timm's, every one of them, each with its shape."""
+    from cxratlas.embed.models.timm_state_dict import REMAPS
+
+    entry = seed["medimageinsight"]
+    keys = release_keys(DATA / "medimageinsight/keys.tsv")
+    prefix = entry["key_prefix"]
+    state = {k[len(prefix) :]: torch.empty(s, device="meta")
+             for k, s in keys.items() if k.startswith(prefix)}  # fmt: skip
+    model = _meta_davit(entry)
+    remapped = REMAPS[entry["remap"]](state, model)
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in remapped.items()} == want
+    model.load_state_dict(remapped, strict=True, assign=True)
+    # the projection: the pooled 2048-d feature times image_projection gives the embedding
+    assert keys[entry["projection_key"]] == (want["head.norm.weight"][0], 1024)
+
+
+def test_medimageinsight_embedding_size_and_preprocessing_come_from_the_config(seed, mii_config):
+    """1024-d (UNICL_MODEL.DIM_PROJECTION); IMAGE_SIZE 480 squashed (TEST.CENTER_CROP false),
+    bicubic (AUG.INTERPOLATION), the config's mean and std."""
+    from cxratlas.embed.models.preprocess import ImageTransform
+
+    keys = release_keys(DATA / "medimageinsight/keys.tsv")
+    assert keys["image_projection"][1] == mii_config["UNICL_MODEL"]["DIM_PROJECTION"] == 1024
+    t = ImageTransform.from_entry("medimageinsight", seed["medimageinsight"]["preprocess"])
+    enc = mii_config["IMAGE_ENCODER"]
+    assert [t.height, t.width] == enc["IMAGE_SIZE"]
+    assert mii_config["TEST"]["CENTER_CROP"] is False and t.resize == "squash"
+    assert t.interpolation == mii_config["AUG"]["INTERPOLATION"] == "bicubic"
+    assert np.allclose(t.mean, enc["IMAGE_MEAN"]) and np.allclose(t.std, enc["IMAGE_STD"])
+    # a synthetic portrait film: a squash keeps the bright top band a centre crop would cut
+    film = np.full((600, 400), 100, np.uint8)
+    film[:30] = 250
+    x = t(Image.fromarray(film).convert("RGB"))
+    assert x.shape == (3, 480, 480)
+    top = (250 / 255 - np.array(enc["IMAGE_MEAN"])) / np.array(enc["IMAGE_STD"])
+    assert np.allclose(x[:, 5, 240], top, atol=1e-4)
+
+
+def test_the_tiny_release_layout_names_tensors_as_the_release_does():
+    """tests' tiny MedImageInsight checkpoint renames timm's tensors to the release's names;
+    applied to the full-size architecture that renaming gives exactly the release's key list,
+    so the tiny fixture is checked against real data rather than against our own remap."""
+    from cxratlas.testing.tiny_models import _timm_to_florence
+
+    keys = release_keys(DATA / "medimageinsight/keys.tsv")
+    with torch.device("meta"):
+        model = timm.create_model("davit_huge_fl", pretrained=False, num_classes=0)
+    named = {f"image_encoder.{_timm_to_florence(k)}": tuple(v.shape)
+             for k, v in model.state_dict().items()}  # fmt: skip
+    assert named == {k: s for k, s in keys.items() if k.startswith("image_encoder.")}

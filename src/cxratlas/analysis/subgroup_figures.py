@@ -3,9 +3,12 @@ it against outside, and its Table 1 as a Love plot."""
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 
+from cxratlas.analysis.subgroup_placement import p_text
 from cxratlas.io import save_figure
 
 
@@ -24,7 +27,8 @@ def placement_figure(spaces, mask: np.ndarray, placement: pd.DataFrame, title: s
         r = rows.loc[space.model]
         ax.set_title(
             f"{space.model}\nkNN share {r.knn_share:.2f} (random {r.knn_null_mean:.2f}), "
-            f"p {r.knn_p:.3g}\nspread {r.spread_ratio:.2f} × random, p {r.spread_p:.3g}",
+            f"{p_text(r.knn_p, r.random_sets, short=True)}\nspread {r.spread_ratio:.2f} × "
+            f"random, {p_text(r.spread_p, r.random_sets, short=True)}",
             fontsize=8,
         )
         ax.set_xticks([])
@@ -59,14 +63,18 @@ def performance_figure(performance: pd.DataFrame, title: str, out_path: str) -> 
                     lw=0.8, label=label)  # fmt: skip
     ax.axvline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_yticks(y, [f"{r.classifier} · {r.finding}" for r in shown.itertuples()], fontsize=7)
-    ax.set_xlim(0.3, 1.02)  # points at 1.0 drawn whole
+    lows = shown[[f"{m}_low" for m in MARKERS]].to_numpy(float)
+    low = np.nanmin(lows, initial=0.3) if lows.size else 0.3
+    ax.set_xlim(max(0.0, min(0.3, low - 0.02)), 1.02)  # every CI whole, points at 1.0 too
     ax.set_xlabel("AUROC (95% patient-bootstrap CI)")
     if shown.empty:
         ax.text(0.65, 0, "no classifier could be scored on this subgroup", ha="center")
     ax.legend(fontsize=6, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False)
-    if len(skipped):
+    if len(skipped):  # under the axis label; the tight bounding box takes it in
         names = ", ".join(f"{r.classifier} · {r.finding}" for r in skipped.itertuples())
-        fig.text(0.01, 0.005, f"too few to score: {names}", fontsize=6, wrap=True)
+        note = textwrap.fill(f"too few to score: {names}", 150)
+        ax.annotate(note, xy=(0, 0), xycoords="axes fraction", xytext=(-150, -34),
+                    textcoords="offset points", va="top", fontsize=6)  # fmt: skip
     fig.suptitle(title, fontsize=9, y=0.995)
     fig.tight_layout()
     save_figure(fig, out_path, dpi=120, bbox_inches="tight")

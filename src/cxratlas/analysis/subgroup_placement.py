@@ -103,6 +103,13 @@ def _versus(observed: float, null: np.ndarray, greater: bool) -> tuple[float, fl
     return mean, sd, float(z), float((1 + extreme.sum()) / (1 + len(null)))
 
 
+def p_text(p: float, draws: int, short: bool = False) -> str:
+    """An empirical p as a reader should take it: at its floor, no random set was as extreme."""
+    if p > 1.5 / (1 + draws):
+        return f"p {p:.2g}"
+    return f"p ≤ {p:.2g}" if short else f"p {p:.2g}: none of {draws} random sets as extreme"
+
+
 def placement(space: ModelSpace, mask: np.ndarray, draws: int, seed: int) -> dict:
     """One row of `PLACEMENT_COLUMNS` for the members `mask` (over the space's rows)."""
     m = int(mask.sum())

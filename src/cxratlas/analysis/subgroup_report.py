@@ -28,7 +28,7 @@ import pandas as pd
 
 from cxratlas.analysis.subgroup_classifiers import PerformanceSettings, subgroup_performance
 from cxratlas.analysis.subgroup_members import SubgroupSpec, members
-from cxratlas.analysis.subgroup_placement import ModelSpace, cluster_table, placement
+from cxratlas.analysis.subgroup_placement import ModelSpace, cluster_table, p_text, placement
 
 TABLE1_NAMES = {"n_archive": "n_all", "archive": "all", "n_sample": "n_members",
                 "sample": "members", "imbalanced": "differs"}  # fmt: skip
@@ -326,7 +326,8 @@ def subgroup_lines(
         gathered = "gathered" if best.knn_p < alpha else "not gathered more than random sets"
         line = (f"- **{name}** ({best.members} images): {gathered} in {best.model}'s space "
                 f"(kNN share {best.knn_share:.2f} against {best.knn_null_mean:.2f} for random "
-                f"sets, p {best.knn_p:.3g}); most of it in {best.top_cluster or 'noise'} "
+                f"sets, {p_text(best.knn_p, best.random_sets)}); most of it in "
+                f"{best.top_cluster or 'noise'} "
                 f"({best.top_cluster_share:.0%})")  # fmt: skip
         own = perf[perf["subgroup"] == name]
         gaps = own[(own["delta_high"] < 0) | (own["delta_low"] > 0)]

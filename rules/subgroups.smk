@@ -66,6 +66,8 @@ rule subgroup:
         ),
     log:
         "logs/analysis/subgroups/{name}.log",
+    benchmark:
+        "logs/benchmarks/analysis/subgroups/{name}.tsv"
     wildcard_constraints:
         name="|".join(re.escape(n) for n in SUBGROUPS) or "$^",
     conda:

@@ -246,6 +246,23 @@ def test_auroc_inside_outside_bnsp_and_bpsn_on_a_planted_failure():
     assert (row["n_in"], row["positives_in"]) == (400, int(y[inside].sum()))
 
 
+def test_the_four_figures_from_one_pass_equal_each_scored_alone_ties_included():
+    from cxratlas.analysis.metrics import auroc_weighted
+    from cxratlas.analysis.probes import resample_weights
+    from cxratlas.analysis.subgroup_classifiers import PARTS, part_aurocs
+
+    rng = np.random.default_rng(2)
+    n = 300
+    y, inside = rng.random(n) < 0.3, rng.random(n) < 0.2
+    for score in (np.sort(rng.normal(size=n)), np.sort(rng.integers(0, 5, n)).astype(float)):
+        w = next(resample_weights(np.arange(n) // 2, 20, 0))
+        got = part_aurocs(y, score, inside, w)
+        part = {"in": inside, "out": ~inside}
+        for metric, (p, q) in PARTS.items():
+            r = (y & part[p]) | (~y & part[q])
+            assert got[metric] == pytest.approx(auroc_weighted(y[r], score[r], w[:, r])), metric
+
+
 def test_a_subgroup_of_one_class_is_scored_by_bnsp_alone():
     from sklearn.metrics import roc_auc_score
 
@@ -317,6 +334,8 @@ def lateral(demo_run, tmp_path_factory):
     return atlas, result, files
 
 
+@pytest.mark.workflow
+@pytest.mark.smoke  # reads the shared demo run: seconds
 def test_a_selection_on_the_demo_run_is_analysed_against_the_rest(lateral):
     from PIL import Image
 
@@ -348,6 +367,8 @@ def test_a_selection_on_the_demo_run_is_analysed_against_the_rest(lateral):
     assert pd.read_csv(files["performance_tsv"], sep="\t").shape[0] == len(perf)
 
 
+@pytest.mark.workflow
+@pytest.mark.smoke  # reads the shared demo run: seconds
 def test_random_images_of_the_demo_run_are_not_gathered(demo_run, tmp_path):
     from cxratlas.analysis.subgroup_report import Study, SubgroupSettings, analyse_subgroup
 
@@ -361,6 +382,8 @@ def test_random_images_of_the_demo_run_are_not_gathered(demo_run, tmp_path):
     assert result.performance.empty
 
 
+@pytest.mark.workflow
+@pytest.mark.smoke  # reads the shared demo run: seconds
 def test_the_summary_lines_name_the_gathering_model_and_a_gap(lateral):
     from cxratlas.analysis.subgroup_report import subgroup_lines
 

@@ -137,6 +137,22 @@ def test_the_plan_check_names_ids_outside_the_sample_and_empty_or_whole_subgroup
         check_subgroups([SubgroupSpec("all", file=str(tmp_path / "all.txt"))], sample, None)
 
 
+def test_a_query_on_dicom_header_columns_is_left_to_the_ingest_job():
+    """The plan reads no DICOM header: a query on a column only headers fill names a known
+    column, and selecting nothing yet is a warning, not a stop."""
+    from cxratlas.analysis.subgroup_members import _with_dicom_columns
+
+    sample = pd.Index(["a", "b"])
+    rows = pd.DataFrame({"age": [50.0, 60.0]}, index=sample)
+    said = []
+    spec = SubgroupSpec("dx", query='modality == "DX" and age > 55')
+    planned = _with_dicom_columns(rows, [{"dicom_tags": True}])
+    sizes = check_subgroups([spec], sample, lambda: planned, said.append)
+    assert sizes == {"dx": 0} and "read from DICOM headers by the ingest job" in said[0]
+    with pytest.raises(SubgroupError, match="names an unknown column"):  # no DICOM dataset
+        check_subgroups([spec], sample, lambda: rows)
+
+
 def test_the_schema_takes_a_file_an_entry_or_a_query_and_nothing_else(repo):
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
@@ -425,3 +441,11 @@ def test_the_plan_checks_subgroups_and_plans_only_their_jobs(repo, demo_run, tmp
     assert proc.returncode != 0
     assert "subgroups.far: 1 of the 4 image id(s)" in said and "elsewhere-1" in said
     assert {p: p.stat().st_mtime_ns for p in (demo_run / "results").rglob("*")} == before
+
+
+def test_the_settings_default_to_the_default_config(repo):
+    from cxratlas.analysis.subgroup_report import SubgroupSettings
+
+    cfg = yaml.safe_load((repo / "config/config.yaml").read_text())
+    assert SubgroupSettings.from_config(cfg["analysis"]) == SubgroupSettings()
+    assert cfg["subgroups"] == {}  # none unless named

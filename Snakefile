@@ -30,6 +30,7 @@ include: "rules/embed.smk"
 include: "rules/reduce.smk"
 include: "rules/atlas.smk"
 include: "rules/analysis.smk"
+include: "rules/subgroups.smk"
 
 
 # a real run (not -n, --lint or --report), once Snakemake holds the directory's lock: write the
@@ -59,6 +60,7 @@ rule all:
         analysis_label_noise(),
         analysis_disagreement(),
         analysis_datasets(),
+        analysis_subgroups(),
         expand("results/analysis/clusters/{model}/enrichment.parquet", model=MODELS),
         expand("results/analysis/clusters/{model}/stability.parquet", model=MODELS),
         expand("results/analysis/maps/{model}/clusters.png", model=MODELS),

@@ -2,6 +2,7 @@
 # workflow: every dataset is read and validated (a mistake stops the run before any job), the
 # shared sample is drawn and its shards assigned, so `snakemake -n` lists every (model, shard)
 # job the data needs. Nothing is written under results/ until `onstart` commits the plan.
+import re
 import sys
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from cxratlas.ingest.plan import (  # noqa: E402
 )
 from cxratlas.ingest.presets import kept_columns, preset_inputs  # noqa: E402
 from cxratlas.analysis.leads import top_leads_text  # noqa: E402
+from cxratlas.analysis.subgroup_members import check_planned_subgroups  # noqa: E402
 from cxratlas.io import atlas_view_files  # noqa: E402
 from cxratlas.reduce.backend import job_backend  # noqa: E402
 
@@ -97,6 +99,19 @@ def _plan():
 PLAN = _plan()
 SHARDS = list(PLAN.shards)
 MANIFEST_NAMES = manifest_names(PLAN, DATASETS)
+
+
+def _check_subgroups():
+    """Every `subgroups` entry names images of this sample (the key named if not)."""
+    if not workflow.is_main_process:
+        return
+    try:
+        check_planned_subgroups(config, PLAN, DATASETS, say=logger.info)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        raise _stopped(exc) from None
+
+
+_check_subgroups()
 
 
 def commit():
@@ -279,3 +294,38 @@ def analysis_label_noise():
     if config["analysis"]["label_noise"]["finding"]:
         return ["results/analysis/label_noise/label_noise.parquet"]
     return []
+
+
+# subgroups (rules/subgroups.smk)
+SUBGROUPS = list(config["subgroups"])
+SUBGROUP_DIR = "results/analysis/subgroups"
+
+
+def subgroup_selection(wildcards):
+    """The subgroup's selection file, an input: exporting it again reruns its job."""
+    entry = config["subgroups"][wildcards.name]
+    path = entry if isinstance(entry, str) else entry.get("file")
+    return {"selection": path} if path else {}
+
+
+def subgroup_settings():
+    """The settings a subgroup job reads (params: another analysis setting reruns none)."""
+    a = config["analysis"]
+    return {
+        "subgroups": a["subgroups"],
+        "shortcuts": {"min_group": a["shortcuts"]["min_group"]},
+        "probes": {"bootstrap": a["probes"]["bootstrap"]},
+        "seed": a["seed"],
+    }
+
+
+def classifier_scores():
+    """Every classifier's normalised score file (`classifiers`, where the run names any)."""
+    return expand(
+        "results/classifiers/{c}.parquet", c=list(config.get("classifiers") or {})
+    )
+
+
+def analysis_subgroups():
+    """The subgroups' overview (which needs every subgroup's job), when any is named."""
+    return [f"{SUBGROUP_DIR}/overview.tsv"] if SUBGROUPS else []

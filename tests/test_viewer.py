@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent / "browser"))
 
@@ -72,6 +73,31 @@ def static(tmp_path_factory):
     from make_f32_static import make_f32_static
 
     return make_f32_static(tmp_path_factory.mktemp("static") / "f32")
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> dict:
+    """The lateral films selected in the served atlas, as the app exported them (format ->
+    file), filled by test_served_atlas_in_a_real_browser: its server and page, not new ones."""
+    return {"dir": tmp_path_factory.mktemp("exports")}
+
+
+EXPORT_FORMATS = ("parquet", "csv", "json", "jsonl")
+
+
+def _export_selection(page, fmt: str, out: Path) -> Path:
+    """Export the current selection from the selection bar as `fmt`; the downloaded file.
+    The server writes `SELECT * FROM dataset WHERE <the selection's predicate>`."""
+    popup = page.locator('button[title="Export Selection"]')
+    if not page.locator('button[title="Export the selected points"]:visible').count():
+        popup.click()  # opens the export popup; it stays open between exports
+    formats = page.locator("select:visible").filter(has=page.locator("""option[value='"csv"']"""))
+    formats.select_option(value=f'"{fmt}"')  # the options' values are JSON strings
+    with page.expect_download(timeout=60_000) as download:
+        page.locator('button[title="Export the selected points"]:visible').click()
+    path = out / f"lateral.{fmt}"
+    download.value.save_as(str(path))
+    return path
 
 
 def _serving(url: str) -> bool:
@@ -199,7 +225,7 @@ def test_view_command_is_offline_and_local(atlas):
     assert out.returncode == 2 and "x.parquet: atlas not found" in out.stderr
 
 
-def test_served_atlas_in_a_real_browser(atlas, static, tmp_path):
+def test_served_atlas_in_a_real_browser(atlas, static, exports, tmp_path):
     frame = pd.read_parquet(atlas, columns=["view_position", "manufacturer"])
     n = len(frame)
     port = _free_port()
@@ -221,11 +247,52 @@ def test_served_atlas_in_a_real_browser(atlas, static, tmp_path):
         lateral = int((frame["view_position"] == "LATERAL").sum())
         _count_plot_bar(page, "view_position", "LATERAL").click()
         _wait_text(page, f"{lateral} / {n} points")  # the selection filters every view
+        for fmt in EXPORT_FORMATS:  # the selection bar's "Export Selection", every format
+            exports[fmt] = _export_selection(page, fmt, exports["dir"])
     assert external == []  # nothing beyond localhost
     assert _coloured_pixels(shot) > 500, "the maps drew no points"
     if os.environ.get("CXR_ATLAS_SCREENSHOT"):
         shutil.copy(shot, os.environ["CXR_ATLAS_SCREENSHOT"])
     assert not _serving(url)  # the server is gone with the test
+
+
+def test_a_selection_exported_from_the_atlas_comes_back_as_a_subgroup(
+    repo, demo_run, atlas, exports, tmp_path
+):
+    """The round trip: the lateral films selected and exported in the browser (above), named
+    under `subgroups`; the plan adds only the subgroups' jobs, and their members are exactly
+    the selected images, whatever the export's format."""
+    from workflow_runs import job_stats, snakemake
+
+    from cxratlas.analysis.subgroup_members import SubgroupSpec, read_selection
+
+    _need_browser()
+    assert set(EXPORT_FORMATS) <= set(exports), "the export in the browser test did not run"
+    frame = pd.read_parquet(atlas, columns=["image_id", "view_position"])
+    selected = set(frame.loc[frame["view_position"] == "LATERAL", "image_id"])
+    for fmt in EXPORT_FORMATS:
+        ids = read_selection(SubgroupSpec(fmt, file=str(exports[fmt])))
+        assert set(ids) == selected and len(ids) == len(selected), fmt
+    run = tmp_path / "run"  # this test adds to a run: a copy of the shared one
+    shutil.copytree(demo_run, run, symlinks=True)
+    extra = run / "subgroups.yaml"
+
+    def with_subgroups(subgroups: dict, *args: str):
+        extra.write_text(yaml.safe_dump({"subgroups": subgroups}))
+        return snakemake(repo, run, "--configfile", str(run / "test.yaml"), str(extra), *args)
+
+    subgroups = {"lateral": str(exports["parquet"]), "lateral_csv": str(exports["csv"])}
+    planned = job_stats(with_subgroups(subgroups, "-n").stdout)
+    assert planned == {"subgroup": 2, "subgroups_overview": 1, "all": 1}  # no embed, no reduce
+    with_subgroups(subgroups)
+    for name in subgroups:
+        members = pd.read_parquet(run / f"results/analysis/subgroups/{name}/members.parquet")
+        assert set(members["image_id"]) == selected and members["in_atlas"].all()
+        placement = pd.read_parquet(run / f"results/analysis/subgroups/{name}/placement.parquet")
+        assert (placement["members"] == len(selected)).all()
+    subgroups["lateral_json"] = str(exports["json"])  # one more: only its job, none other's
+    planned = job_stats(with_subgroups(subgroups, "-n").stdout)
+    assert planned == {"subgroup": 1, "subgroups_overview": 1, "all": 1}
 
 
 def test_one_model_view_shows_its_cluster_names(atlas, static, tmp_path):

@@ -143,8 +143,12 @@ def warn_imbalance(table: pd.DataFrame, strata: list[str]) -> list[str]:
     return lines
 
 
-def love_plot(table: pd.DataFrame, out_path: str, title: str = "") -> None:
-    """|SMD| of every row, sample against the rows left out, with the 0.1 line."""
+def love_plot(
+    table: pd.DataFrame, out_path: str, title: str = "",
+    xlabel: str = "|standardised mean difference|, sample vs rows left out",
+) -> None:  # fmt: skip
+    """|SMD| of every row, sample against the rows left out (or what `xlabel` says), with the
+    0.1 line."""
     from cxratlas.analysis.plots import plt
 
     rows = table.dropna(subset=["smd"])
@@ -162,7 +166,7 @@ def love_plot(table: pd.DataFrame, out_path: str, title: str = "") -> None:
         ax.axvline(SMD_LIMIT, color="grey", ls="--", lw=0.8)
         ax.set_yticks(y, labels, fontsize=7)
         ax.set_xlim(0, max(0.3, float(rows["smd"].abs().clip(upper=1.0).max()) * 1.1))
-        ax.set_xlabel("|standardised mean difference|, sample vs rows left out")
+        ax.set_xlabel(xlabel)
     ax.set_title(title or "Does the sample represent the archive? (red: |SMD| > 0.1)", fontsize=9)
     save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -1,7 +1,9 @@
 """Offline baseline: downsampled, per-image standardised pixels, optionally projected by PCA.
 
 It needs no weights, so the demo and the cross-model parts run anywhere. The PCA is fitted once
-on a seeded subset of the shared sample (its own Snakemake job) so every shard uses the same basis.
+per ledger (its own Snakemake job, `fit_model`) so every shard uses the same basis, on the
+`pca_fit_n` images of the shared sample with the lowest sample ranks (a seeded hash of the image
+id): chosen by id, not by their position in the ledger, whose order is the archive's history.
 """
 
 from __future__ import annotations

@@ -155,3 +155,24 @@ def test_the_pixel_pca_is_fitted_on_images_chosen_by_id():
     rows = kind.fit_rows(fresh, entry)["image_id"].tolist()
     assert rows == kind.fit_rows(grown, entry)["image_id"].tolist()
     assert rows == fresh["image_id"].head(10).tolist()  # the lowest ranks, in rank order
+
+
+def test_a_pixel_vector_does_not_depend_on_the_images_in_its_batch(tmp_path):
+    """Which images share a batch is the ledger's history (a shard's last batch may hold one);
+    the PCA projection gives each image the same vector, bit for bit, in any batch."""
+    from PIL import Image
+
+    from cxratlas.embed.models.pixels import PixelEmbedder
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (40, 40), np.uint8)) for _ in range(40)]
+    entry = {"kind": "pixels", "image_size": 32, "pca": 24}
+    PixelEmbedder.fit("px", entry, images, 0, tmp_path / "state.npz")
+    model = PixelEmbedder("px", entry, state_path=str(tmp_path / "state.npz"))
+    batch = np.stack([model.preprocess(img) for img in images])
+    whole = model.embed(batch)
+    for size in (1, 2, 3, 5, 17):
+        parts = [model.embed(batch[s : s + size]) for s in range(0, len(batch), size)]
+        assert np.array_equal(np.concatenate(parts), whole), size
+    reference = (batch - model.mean) @ model.components.T  # what BLAS gives: within rounding
+    assert np.allclose(whole, reference, rtol=1e-4, atol=1e-4)

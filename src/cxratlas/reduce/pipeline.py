@@ -138,9 +138,8 @@ def reduce_embeddings(
     if recompute:
         new_map = _layout(Z, idx, dist, s, be, steps, landmarks)
         new_map = order.back(new_map[0]), order.back(new_map[1])
-    outlier, pagerank = knn_outlier_score(dist), knn_pagerank(idx)
-    idx, dist = order.back_graph(idx, dist)
-    xy, labels = new_map if update is None else update(new_map, idx, dist)
+    graph = order.back_graph(idx, dist)  # the scores below are computed in canonical order
+    xy, labels = new_map if update is None else update(new_map, *graph)
     if update is not None:
         steps.done("update")
     trusted = order.caller_rows(trust_rows)
@@ -149,10 +148,8 @@ def reduce_embeddings(
     if landmarks is not None:
         steps.quality["landmarks"]["trust_sample_share"] = landmarks.share_of(trust_rows)
     steps.done("trust")
-    result = ReduceResult(
-        xy, idx, dist, labels, order.back(outlier), order.back(pagerank),
-        steps.timings, steps.quality,
-    )  # fmt: skip
+    outlier, pagerank = order.back(knn_outlier_score(dist)), order.back(knn_pagerank(idx))
+    result = ReduceResult(xy, *graph, labels, outlier, pagerank, steps.timings, steps.quality)
     _log_result(result)
     return result
 

@@ -12,7 +12,7 @@ CXRs in ../shared/cxr-real, or from phantoms where those are absent, encoded as 
 does: PNG up to 100k images, JPEG beyond; a row's thumbnail is drawn from the pool, so within
 a 1 MB Parquet page about 3 % of thumbnails repeat one already there). Then each step runs in
 a process of its own, through the code its workflow job runs, with the workflow's default
-settings: merge (`merge_shards`), reduce (`read_embeddings`, `reduce_embeddings`, the reduced
+settings: merge (`merge_shards`), reduce (`read_canonical`, `reduce_embeddings`, the reduced
 table) and atlas (`build_atlas`). For each step: the time, and the peak resident memory above
 the process's start as a multiple of the float32 matrix (N x dim x 4 bytes). Then the growth
 exponent of each step's time between the smallest and the largest N, the atlas file's size per
@@ -205,8 +205,9 @@ def step_reduce(work: Path, baseline: bool = False, out: str = "reduced.parquet"
     import umap  # noqa: F401
     import yaml
 
-    from cxratlas.io import read_embeddings, reduced_table, write_parquet
+    from cxratlas.io import reduced_table, write_parquet
     from cxratlas.reduce import ReduceSettings, reduce_embeddings
+    from cxratlas.reduce.order import read_canonical
 
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     settings = ReduceSettings.from_config(config["reduce"]).but(backend="cpu")
@@ -215,8 +216,8 @@ def step_reduce(work: Path, baseline: bool = False, out: str = "reduced.parquet"
     quality = {}
 
     def run() -> str:
-        ids, X, _ = read_embeddings(work / "embeddings.parquet")
-        r = reduce_embeddings(X, settings, inplace=True)
+        ids, X, _ = read_canonical(work / "embeddings.parquet", settings.rng_seed)
+        r = reduce_embeddings(X, settings, inplace=True, ids=ids)
         del X
         write_parquet(reduced_table(ids, r, MODEL), work / out)
         quality.update(recall=r.quality["knn"]["recall"], trust=r.quality["trustworthiness"],

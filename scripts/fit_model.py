@@ -1,7 +1,6 @@
 """Rule fit_model: fit a model's data-dependent state (the pixel baseline's PCA) on the sample."""
 
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
-import numpy as np
 import pandas as pd
 
 from cxratlas.embed.models import embedder_class, intensity_of
@@ -12,9 +11,8 @@ setup_logging(snakemake.log[0])
 entry, seed = snakemake.params.entry, snakemake.params.seed
 sample = pd.read_parquet(snakemake.params.sample)
 kind = embedder_class(snakemake.wildcards.model, entry)
-n = min(len(sample), kind.fit_images(entry))
 intensity = intensity_of(snakemake.wildcards.model, entry)
-rows = sample.iloc[np.random.default_rng(seed).choice(len(sample), n, replace=False)]
+rows = kind.fit_rows(sample, entry)  # by id (the lowest sample ranks), not by ledger position
 
 
 def images():

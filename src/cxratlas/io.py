@@ -263,24 +263,38 @@ def empty_embedding_table(dim: int, metadata: dict | None = None) -> pa.Table:
     return embedding_table([], np.zeros((0, dim), np.float32), metadata)
 
 
-def read_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray, dict]:
-    """Read an embedding file back as (ids, float32 matrix of shape (n, d), metadata).
+def read_embeddings(
+    path: str | os.PathLike, rows: np.ndarray | None = None
+) -> tuple[list[str], np.ndarray, dict]:
+    """Read an embedding file back as (ids, float32 matrix of shape (n, d), metadata); with
+    `rows` (a permutation of the stored rows), row i is stored row `rows[i]`.
 
-    Streams record batches into one preallocated matrix, so the peak is the matrix plus one
-    batch, not the matrix twice (Arrow's copy and NumPy's).
+    Streams record batches into one preallocated matrix (each batch's rows straight to their
+    places), so the peak is the matrix plus one batch, not the matrix twice (Arrow's copy and
+    NumPy's), in either order.
     """
     pf = pq.ParquetFile(path)
     meta = json.loads((pf.schema_arrow.metadata or {}).get(EMBEDDING_META_KEY, b"{}"))
     d = pf.schema_arrow.field("embedding").type.list_size
-    X = np.empty((pf.metadata.num_rows, d), np.float32)
+    n = pf.metadata.num_rows
+    X = np.empty((n, d), np.float32)
+    place = None
+    if rows is not None:
+        if len(rows) != n or not np.array_equal(np.sort(rows), np.arange(n)):
+            raise ValueError(f"{path}: {n} rows, and the order asked for is no permutation of them")
+        place = np.empty(n, np.int64)
+        place[rows] = np.arange(n)  # where each stored row goes
     ids: list[str] = []
     row = 0
     for batch in pf.iter_batches(batch_size=8192):
         col = batch.column("embedding")
         values = col.flatten().to_numpy(zero_copy_only=False)
-        X[row : row + len(col)] = values.reshape(len(col), d)
+        to = slice(row, row + len(col)) if place is None else place[row : row + len(col)]
+        X[to] = values.reshape(len(col), d)
         ids.extend(batch.column("image_id").to_pylist())
         row += len(col)
+    if rows is not None:
+        ids = [ids[r] for r in rows]
     return ids, X, meta
 
 

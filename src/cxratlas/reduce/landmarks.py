@@ -1,6 +1,6 @@
 """The landmark layout: past `reduce.umap.landmarks` vectors, UMAP lays out (and HDBSCAN
-clusters) a seeded sample of landmarks, and every other vector is placed on that map from its
-kNN neighbours (reduce.placement).
+clusters) a seeded sample of landmarks (chosen by image id where the ids are known), and every
+other vector is placed on that map from its kNN neighbours (reduce.placement).
 
 The landmarks' own kNN graph is searched like the full one (tuning.TunedSearch: the recall
 target met on a query sample, scored in the original space) and its recall is measured and
@@ -19,8 +19,14 @@ from cxratlas.reduce.placement import place_by_neighbours
 from cxratlas.reduce.tuning import TunedSearch
 
 
-def landmark_rows(n: int, m: int, seed: int) -> np.ndarray:
-    """The seeded landmarks, drawn from their own stream: not the trustworthiness sample's."""
+def landmark_rows(n: int, m: int, seed: int, by_id: bool = False) -> np.ndarray:
+    """The seeded landmarks. `by_id`: the rows are in canonical order (`reduce.order`), and the
+    landmarks are its first m rows, the m lowest seeded hashes of the image ids: chosen by id,
+    never by position in the archive, and an image stays a landmark as the archive grows
+    unless m others hash below it. Else drawn from their own stream (not the trustworthiness
+    sample's, which is drawn by position in either case)."""
+    if by_id:
+        return np.arange(min(m, n))
     rng = np.random.default_rng([seed, 1])
     return np.sort(rng.choice(n, min(m, n), replace=False))
 
@@ -34,11 +40,11 @@ class Landmarks:
     knn: dict[str, Any]  # how it was searched, and its measured recall
 
     @classmethod
-    def build(cls, Xn: np.ndarray, Z: np.ndarray, s, gpu: bool) -> Landmarks:
-        """The landmarks and their graph at the recall target. Built before the full graph:
-        the copy of their vectors (a fifth of the matrix) then comes and goes while the
-        matrix's memory is at its lowest, not on top of the full search's peak."""
-        rows = landmark_rows(len(Xn), s.landmarks, s.rng_seed)
+    def build(cls, Xn: np.ndarray, Z: np.ndarray, s, gpu: bool, by_id: bool = False) -> Landmarks:
+        """The landmarks (`landmark_rows`) and their graph at the recall target. Built before
+        the full graph: the copy of their vectors (a fifth of the matrix) then comes and goes
+        while the matrix's memory is at its lowest, not on top of the full search's peak."""
+        rows = landmark_rows(len(Xn), s.landmarks, s.rng_seed, by_id)
         X = Xn[rows]
         Zl = X if Z is Xn else Z[rows]
         idx, dist, method, tuning = TunedSearch(X, Zl, s.k, s.knn, gpu, s.rng_seed).graph()

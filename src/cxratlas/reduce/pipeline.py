@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,6 +19,7 @@ from cxratlas.logs import alert
 from cxratlas.reduce.backend import ReduceBackend, select_backend
 from cxratlas.reduce.knn import knn_recall, l2_normalise
 from cxratlas.reduce.landmarks import Landmarks
+from cxratlas.reduce.order import RowOrder
 from cxratlas.reduce.outliers import knn_outlier_score, knn_pagerank
 from cxratlas.reduce.settings import ReduceSettings
 from cxratlas.reduce.stability import MapUpdate
@@ -90,52 +92,64 @@ def reduce_embeddings(
     inplace: bool = False,
     update: MapUpdate | None = None,
     backend: ReduceBackend | None = None,
+    ids: Sequence[str] | None = None,
 ) -> ReduceResult:
     """Reduce one model's embeddings.
 
+    `ids`: the image id of each row. With them the reduction runs in the canonical row order
+    (`reduce.order`: by a seeded hash of the id) and returns its results in X's, so the same
+    ids and vectors give the same map, clusters and scores in any row order (X read in that
+    order already, `order.read_canonical`, is not copied). Without them the rows are taken
+    in the order given.
     `inplace=True` normalises X in its own memory: the caller gives X up, and it is left empty
     once the kNN graph is built (with PCA, UMAP and the clusters need only the scores, the
     graph and the trustworthiness sample, so the matrix's memory is freed before UMAP's).
     `update` lays the new map onto the last one (`reduce.stability`): aligned, or extended
-    without recomputing it; trustworthiness is measured on the map it returns.
+    without recomputing it; it is handed the map in X's row order, and trustworthiness is
+    measured on the map it returns.
     `backend`: a backend object to use instead of `settings.backend`'s (the torch backend on a
     CPU build of torch, in tests).
     """
     if X.shape[0] < 3:
         raise ValueError(f"need at least 3 embeddings to reduce, got {X.shape[0]}")
     s, chosen = (settings or ReduceSettings()).for_matrix(*X.shape)
+    order = RowOrder.of(ids, len(X), s.rng_seed)
     be = backend or select_backend(s.backend)
     steps = _Steps(X, be)
     steps.quality["auto_settings"] = chosen
     for note in chosen:
         log.info("large matrix: %s", note)
-    Xn, Z = _project(X, s, be, steps, inplace)
+    Xc = order.canonical(X)
+    if Xc is not X and inplace:  # the caller gave X up: only the sorted copy is needed
+        _free(X)
+    Xn, Z = _project(Xc, s, be, steps, inplace or Xc is not X)
     recompute = update is None or update.recompute
     landmarks = None
     if recompute and s.landmarks:
-        landmarks = Landmarks.build(Xn, Z, s, be.gpu)
+        landmarks = Landmarks.build(Xn, Z, s, be.gpu, by_id=order.by_id)
         steps.done("landmark_knn")
     idx, dist = _graph(Xn, Z, s, be, steps)
     trust_rows = sample_rows(len(Xn), s.trust_sample, s.rng_seed)
     X_trust = Xn[trust_rows]
     if Z is not Xn and (inplace or Xn is not X):  # the matrix is ours: UMAP needs only Z
         _free(Xn)
-    del X, Xn
+    del X, Xc, Xn
     new_map = None
     if recompute:
         new_map = _layout(Z, idx, dist, s, be, steps, landmarks)
-    xy, labels = new_map if update is None else update(new_map, idx, dist)
+        new_map = order.back(new_map[0]), order.back(new_map[1])
+    graph = order.back_graph(idx, dist)  # the scores below are computed in canonical order
+    xy, labels = new_map if update is None else update(new_map, *graph)
     if update is not None:
         steps.done("update")
-    steps.quality["trustworthiness"] = trustworthiness_of(X_trust, xy[trust_rows], s.k)
+    trusted = order.caller_rows(trust_rows)
+    steps.quality["trustworthiness"] = trustworthiness_of(X_trust, xy[trusted], s.k)
     steps.quality["trustworthiness_sample"] = len(trust_rows)
     if landmarks is not None:
         steps.quality["landmarks"]["trust_sample_share"] = landmarks.share_of(trust_rows)
     steps.done("trust")
-    result = ReduceResult(
-        xy, idx, dist, labels, knn_outlier_score(dist), knn_pagerank(idx),
-        steps.timings, steps.quality,
-    )  # fmt: skip
+    outlier, pagerank = order.back(knn_outlier_score(dist)), order.back(knn_pagerank(idx))
+    result = ReduceResult(xy, *graph, labels, outlier, pagerank, steps.timings, steps.quality)
     _log_result(result)
     return result
 

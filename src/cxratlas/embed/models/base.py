@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from cxratlas.ingest.intensity import Intensity, IntensityError
+from cxratlas.ingest.sample import RANK
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,15 @@ class Embedder(ABC):
     def fit_images(entry: dict[str, Any]) -> int:
         """How many sample images the fit step reads (at most)."""
         return 0
+
+    @classmethod
+    def fit_rows(cls, ledger, entry: dict[str, Any]):
+        """The sample ledger's rows the fit step reads, in the order it reads them: the
+        `fit_images` lowest sample ranks (a hash of the image id keyed by `sample.seed`). Chosen
+        by id, never by position: the ledger's row order is the archive's history (shards in
+        the order images arrived), and the same images must fit the same state."""
+        ranked = ledger.sort_values([RANK, "image_id"], kind="stable")
+        return ranked.head(cls.fit_images(entry))
 
     @classmethod
     def fit(cls, name: str, entry: dict[str, Any], images, seed: int, out_path) -> None:

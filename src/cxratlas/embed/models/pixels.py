@@ -1,7 +1,9 @@
 """Offline baseline: downsampled, per-image standardised pixels, optionally projected by PCA.
 
 It needs no weights, so the demo and the cross-model parts run anywhere. The PCA is fitted once
-on a seeded subset of the shared sample (its own Snakemake job) so every shard uses the same basis.
+per ledger (its own Snakemake job, `fit_model`) so every shard uses the same basis, on the
+`pca_fit_n` images of the shared sample with the lowest sample ranks (a seeded hash of the image
+id): chosen by id, not by their position in the ledger, whose order is the archive's history.
 """
 
 from __future__ import annotations
@@ -94,9 +96,15 @@ class PixelEmbedder(Embedder):
         return pixel_vector(img, self.size)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
+        """The projection, one image at a time in effect: BLAS multiplies a batch of 1-3 rows
+        with another kernel than a larger one (rounded otherwise), so an image's vector
+        would depend on the images that happen to share its batch, which the shard ledger's
+        history decides; the map of the same images then moved (ARI 0.16 between the two maps
+        of 600 real images, before and after a prune and a re-add). numpy's own einsum loop sums
+        each row alike whatever the batch (0.06 s a 1,000 images, against 0.008 s)."""
         batch = np.asarray(batch, np.float32)
         if self.components is not None:
-            return (batch - self.mean) @ self.components.T
+            return np.einsum("ij,kj->ik", batch - self.mean, self.components, optimize=False)
         return batch
 
     @property

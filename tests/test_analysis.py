@@ -200,11 +200,13 @@ def test_cluster_names_say_what_a_planted_cluster_is_made_of():
     meta = pd.DataFrame({"view_position": view, "site": site})
     groups = model_groups(pd.DataFrame({"cluster": cluster, "outlier": np.zeros(n)}))
     table = enrichment(groups, pd.DataFrame({"effusion": pd.array(effusion, "Int8")}))
-    names = cluster_names(groups, meta, table, attributes=("site",))
+    names, labels = cluster_names(groups, meta, table, attributes=("site",))
     inside, outside = 30 / 50, 20 / 150
     assert names["c0"] == f"c0 · LATERAL · site B 80% · effusion ×{inside / outside:.1f}"
     assert names["c1"] == "c1 · mixed" and names["noise"] == "noise"
-    assert label_column(cluster[[0, 60, 199]], names) == [names["c0"], names["c1"], "noise"]
+    # the atlas's short label: the same parts, no shares or ratios
+    assert labels["c0"] == "c0 · LATERAL · site B · effusion" and labels["c1"] == "c1 · mixed"
+    assert label_column(cluster[[0, 60, 199]], labels) == [labels["c0"], labels["c1"], "noise"]
 
 
 def _scores(y, patients, **models):

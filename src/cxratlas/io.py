@@ -104,11 +104,15 @@ def read_thumbnails(paths: list[str], ids) -> dict[str, bytes | None]:
     return out
 
 
-def read_cluster_names(groups_path: str | os.PathLike) -> dict[str, str]:
+def read_cluster_names(groups_path: str | os.PathLike, column: str = "name") -> dict[str, str]:
     """Group ("c3", "noise", "outliers") -> its name, from a cluster report's groups table
-    (`analysis/naming.py` names them): what the atlas, the maps and the summary call a cluster."""
-    groups = pq.read_table(groups_path, columns=["group", "name"]).to_pydict()
-    return dict(zip(groups["group"], groups["name"], strict=True))
+    (`analysis/naming.py` names them): what the report, the maps and the summary call a
+    cluster; `column="label"`: its short label, what the atlas shows (a table written before
+    labels existed gives its names)."""
+    have = pq.read_schema(groups_path).names
+    column = column if column in have else "name"
+    groups = pq.read_table(groups_path, columns=["group", column]).to_pydict()
+    return dict(zip(groups["group"], groups[column], strict=True))
 
 
 def write_json(obj: object, path: str | os.PathLike) -> None:

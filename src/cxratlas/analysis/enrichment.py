@@ -180,8 +180,9 @@ def cluster_report(
     indicators = attribute_indicators(subgroups, tuple(subgroups.columns))
     table = enrichment(groups, manifest[findings], indicators)
     described = describe_groups(groups, manifest, columns.attributes)
-    names = cluster_names(groups, manifest, table, columns.attributes)
+    names, labels = cluster_names(groups, manifest, table, columns.attributes)
     described.insert(1, "name", described["group"].map(names))
+    described.insert(2, "label", described["group"].map(labels))  # what the atlas shows
     by_id = read_thumbnails(thumbnail_paths, reduced["image_id"])
     thumbs = [by_id.get(i) for i in reduced["image_id"]]
     rng = np.random.default_rng(seed)

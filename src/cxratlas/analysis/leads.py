@@ -99,6 +99,11 @@ class Study:
     outlier_quantile: float = 0.95
     attributes: tuple[str, ...] = ()
     mean_agreement: float | None = None  # over the whole sample (compare/models.parquet)
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)  # what the atlas shows
+
+    def label(self, model: str, group: str) -> str:
+        """A cluster's short label, as the atlas's legends and count plots show it."""
+        return self.labels.get(model, {}).get(group) or self.names[model].get(group, group)
 
     def members(self, model: str, group: str) -> pd.DataFrame:
         red = self.reduced[model]
@@ -235,7 +240,7 @@ def cluster_attribute_leads(s: Study) -> list[Lead]:
             images = s.representatives(m, group)
             out.append(Lead(
                 "cluster_attribute", [m], f"a cluster that is {made}", shares + why,
-                f"{m}'s map: click {name!r} in the cluster_label_{m} count plot",
+                f"{m}'s map: click {s.label(m, group)!r} in the cluster_label_{m} count plot",
                 f"results/analysis/clusters/{m}/enrichment.parquet: group={group}, "
                 f"finding={', '.join(values['finding'])}",
                 float(r.strength), images, *s.captions(images, (), list(values["column"])),
@@ -259,8 +264,8 @@ def cluster_finding_leads(s: Study) -> list[Lead]:
                 f"({r.positives_in} of the {round(r.positives_in / r.prevalence_in)} labelled "
                 f"of its {r.size} images) against {r.prevalence_out:.0%} outside "
                 f"({odds_text(r)}, BH-adjusted p {r.p_adjusted:.1e})",
-                f"{m}'s map: click {name!r} in the cluster_label_{m} count plot, then "
-                f"{r.finding} in the findings plot",
+                f"{m}'s map: click {s.label(m, r.group)!r} in the cluster_label_{m} count "
+                f"plot, then {r.finding} in the findings plot",
                 f"results/analysis/clusters/{m}/enrichment.parquet: group={r.group}, "
                 f"finding={r.finding}",
                 float(np.log2(r.odds_ratio)), images,

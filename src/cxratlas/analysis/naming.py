@@ -11,6 +11,11 @@ cluster's enrichment (`enrichment.py`), in this order:
   `MIN_RATIO` times the prevalence outside ("effusion ×3.1");
 - "mixed" when neither applies. The cluster id leads, so names are unique and stay with the id
   (ids survive reruns: `reduce/stability.py`).
+
+Each cluster also gets a short label, the same parts without shares and ratios and with a
+vendor or dataset by its value alone ("c3 · LATERAL · site B · effusion"): what the atlas shows
+in its legends and count plots, which cut a category past about 35 characters. The report, the
+maps' keys and the contact sheets use the full name.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ ALPHA = 0.05
 MIN_RATIO = 1.5
 SEP = " · "
 VALUE_ONLY = ("view_position",)  # "LATERAL" needs no column name
+BARE_IN_LABEL = ("view_position", "manufacturer", "dataset")  # values that name themselves
 NAME_COLUMNS = ("view_position", "dataset", "manufacturer", "sex")  # then the user's attributes
 
 
 def value_descriptors(mask: np.ndarray, meta: pd.DataFrame, columns: tuple[str, ...]) -> list:
-    """Texts for the columns whose most common value dominates the group, strongest first."""
+    """(name text, label text) for the columns whose most common value dominates the group,
+    strongest first."""
     out = []
     for col in columns:
         if col not in meta:
@@ -45,24 +52,27 @@ def value_descriptors(mask: np.ndarray, meta: pd.DataFrame, columns: tuple[str, 
         lift = share / overall if overall else np.inf
         if share >= MIN_SHARE and lift >= MIN_LIFT:
             text = str(value) if col in VALUE_ONLY else f"{col} {value} {share:.0%}"
-            out.append((col not in VALUE_ONLY, -lift, text))
+            label = str(value) if col in BARE_IN_LABEL else f"{col} {value}"
+            out.append((col not in VALUE_ONLY, -lift, text, label))
     # by lift, but a view leads: it is what a reader sees first in the images
-    return [text for *_, text in sorted(out)[:MAX_VALUES]]
+    return [(text, label) for *_, text, label in sorted(out)[:MAX_VALUES]]
 
 
-def finding_descriptor(rows: pd.DataFrame) -> str:
-    """The most enriched finding of one group's enrichment rows, or ""."""
+def finding_descriptor(rows: pd.DataFrame) -> tuple[str, str]:
+    """(name text, label text) of the most enriched finding of one group's enrichment rows, or
+    empty texts."""
     rows = rows[(rows["kind"] == "finding") & (rows["p_adjusted"] < ALPHA)]
     rows = rows[rows["prevalence_in"] > 0]
     if rows.empty:
-        return ""
+        return "", ""
     ratio = rows["prevalence_in"] / rows["prevalence_out"].replace(0, np.nan)
     ratio = ratio.fillna(np.inf)
     best = ratio.idxmax()
     if ratio[best] < MIN_RATIO:
-        return ""
+        return "", ""
     times = "only here" if np.isinf(ratio[best]) else f"×{ratio[best]:.1f}"
-    return f"{rows.at[best, 'finding']} {times}"
+    finding = rows.at[best, "finding"]
+    return f"{finding} {times}", str(finding)
 
 
 def cluster_names(
@@ -70,16 +80,19 @@ def cluster_names(
     meta: pd.DataFrame,
     enrichment: pd.DataFrame,
     attributes: tuple[str, ...] = (),
-) -> dict[str, str]:
-    """Group ("c3", "noise", "outliers") -> name; `meta` rows line up with the masks."""
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(names, labels): group ("c3", "noise", "outliers") -> its name and its short label;
+    `meta` rows line up with the masks."""
     columns = tuple(dict.fromkeys((*NAME_COLUMNS[:1], *attributes, *NAME_COLUMNS[1:])))
-    names = {}
+    names, labels = {}, {}
     for group, mask in membership.items():
         if not group.startswith("c"):
-            names[group] = group
+            names[group] = labels[group] = group
             continue
         parts = value_descriptors(mask, meta, columns)
         finding = finding_descriptor(enrichment[enrichment["group"] == group])
-        parts += [finding] if finding else []
-        names[group] = SEP.join([group, *(parts or ["mixed"])])
-    return names
+        parts += [finding] if finding[0] else []
+        parts = parts or [("mixed", "mixed")]
+        names[group] = SEP.join([group, *(text for text, _ in parts)])
+        labels[group] = SEP.join([group, *(label for _, label in parts)])
+    return names, labels

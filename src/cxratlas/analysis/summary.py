@@ -125,6 +125,7 @@ def load_study(i: SummaryInputs) -> Study:
         gaps=pd.read_parquet(i.gaps), subgroups=pd.read_parquet(i.subgroups),
         enrichment={m: pd.read_parquet(i.enrichment[m]) for m in i.models},
         names={m: read_cluster_names(i.groups[m]) for m in i.models},
+        labels={m: read_cluster_names(i.groups[m], "label") for m in i.models},
         reduced={m: pd.read_parquet(i.reduced[m], columns=["image_id", "cluster", "outlier",
                                                            "pagerank"]) for m in i.models},
         manifest=manifest.set_index("image_id"),

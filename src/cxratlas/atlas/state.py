@@ -9,6 +9,9 @@ from typing import Any
 from cxratlas.io import ATLAS_AGREEMENT, ATLAS_FINDINGS, ATLAS_IMAGE, AtlasModelColumns
 
 COUNT_FIELDS = ("dataset", "view_position", "manufacturer", "sex", "age_band")
+# Embedding Atlas's count plots cut a category at 150 px by default: a cluster's label (about 35
+# characters, `analysis/naming.py`) needs a little more, the bars keep the rest of the panel
+NAME_WIDTH = 210
 
 
 def atlas_state(
@@ -19,7 +22,10 @@ def atlas_state(
     own = [AtlasModelColumns(m) for m in models]
     charts: list[dict[str, Any]] = [_embedding_view(c) for c in own]
     fields = (*dict.fromkeys((*COUNT_FIELDS, *attributes)), *(c.cluster_label for c in own))
-    charts += [_count_plot(f) for f in fields if f in cols]
+    names = {c.cluster_label for c in own}
+    charts += [
+        _count_plot(f, width=NAME_WIDTH if f in names else None) for f in fields if f in cols
+    ]
     if ATLAS_FINDINGS in cols:
         charts.append(_count_plot(ATLAS_FINDINGS, is_list=True))
     # brushing a histogram selects, e.g., the images the models disagree on, in every view
@@ -43,9 +49,10 @@ def _embedding_view(c: AtlasModelColumns) -> dict[str, Any]:
     }
 
 
-def _count_plot(field: str, is_list: bool = False) -> dict[str, Any]:
+def _count_plot(field: str, is_list: bool = False, width: int | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"field": field, **({"isList": True} if is_list else {})}
-    return {"type": "count-plot", "title": field, "data": data}
+    chart = {"type": "count-plot", "title": field, "data": data}
+    return chart | ({"categoryWidth": width} if width else {})
 
 
 def histogram(field: str) -> dict[str, Any]:

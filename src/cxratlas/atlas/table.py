@@ -95,7 +95,7 @@ def build_atlas(
     cols |= _findings(meta, [c for c in columns.findings if c in meta.columns])
     summary: dict[str, Any] = {"rows": len(ids), "dropped": len(sample) - len(ids), "models": {}}
     pos = pd.Series(np.arange(len(ids)), index=ids)
-    named = {m: read_cluster_names(names[m]) if names else {} for m in tables}
+    named = {m: read_cluster_names(names[m], "label") if names else {} for m in tables}
     for m, t in tables.items():
         model_cols, summary["models"][m] = _model_columns(AtlasModelColumns(m), t, pos, named[m])
         cols |= model_cols

@@ -44,7 +44,7 @@ from cxratlas.ingest.plan import (  # noqa: E402
 )
 from cxratlas.ingest.presets import kept_columns, preset_inputs  # noqa: E402
 from cxratlas.analysis.leads import top_leads_text  # noqa: E402
-from cxratlas.analysis.subgroup_members import check_planned_subgroups  # noqa: E402
+from cxratlas.analysis.subgroup_plan import check_planned_subgroups  # noqa: E402
 from cxratlas.io import atlas_view_files  # noqa: E402
 from cxratlas.reduce.backend import job_backend  # noqa: E402
 

@@ -150,7 +150,8 @@ def test_unknown_keys_everywhere_a_key_is_checked():
     cases = {
         "models.pixels_32.imag_size": (
             "models.pixels_32.imag_size: unknown key (in mine.yaml); did you mean 'image_size'?",
-            "keys allowed in a 'pixels' model: kind, batch_size, image_size, pca, pca_fit_n",
+            "keys allowed in a 'pixels' model: kind, intensity, batch_size, image_size, pca, "
+            "pca_fit_n",
         ),
         "reduce.knn.hnsw_ef_serch": (
             "did you mean 'hnsw_ef_search'?",

@@ -56,3 +56,28 @@ def test_the_report_and_summary_contracts_read_back_what_they_wrote(tmp_path):
     assert flat["knn"]["recall"] == 0.97 and flat["umap_s"] == 2.5 and flat["model"] == "rad_dino"
     back = ReduceSummary.read(tmp_path / "s.json")
     assert back == summary and back.trustworthiness == 0.91
+
+
+def test_a_per_model_figure_names_its_model(tmp_path):
+    """A map's PNG carries its model in a text chunk, read back without an imaging library;
+    a PNG without one is refused by name, as a Parquet file without its footer is."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cxratlas.figures import save_figure
+    from cxratlas.io import by_model, model_of, png_metadata
+
+    paths = []
+    for model in ("rad_dino", "biomedclip"):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        paths.append(tmp_path / f"{model}.png")
+        save_figure(fig, paths[-1], metadata=png_metadata(model))
+        plt.close(fig)
+    assert by_model(reversed(paths)) == {"biomedclip": str(paths[1]), "rad_dino": str(paths[0])}
+    fig, _ = plt.subplots()
+    save_figure(fig, tmp_path / "plain.png")
+    with pytest.raises(ValueError, match="plain.png: records no model name"):
+        model_of(tmp_path / "plain.png")

@@ -17,7 +17,7 @@ from matplotlib.text import Text  # noqa: E402
 from matplotlib.transforms import IdentityTransform  # noqa: E402
 
 from cxratlas.figure_check import CHECKS_ENV, check_figure, contrast_ratio  # noqa: E402
-from cxratlas.io import save_figure  # noqa: E402
+from cxratlas.figures import save_figure  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,8 @@ REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "src"
 # the flow, in order; a stage may import the shared modules and any stage before it
 STAGES = ["ingest", "embed", "reduce", "atlas", "analysis"]
-SHARED = {"io", "figure_check", "logs", "memory", "subgroups", "demo", "__init__"}
+SHARED = {"io", "figures", "figure_check", "config", "config_errors", "logs", "memory",
+          "subgroups", "demo", "__init__"}  # fmt: skip
 OUTSIDE = {"cli", "testing"}  # entry points and test support sit above every stage
 
 

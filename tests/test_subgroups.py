@@ -16,11 +16,11 @@ import yaml
 from cxratlas.analysis.subgroup_members import (
     SubgroupError,
     SubgroupSpec,
-    check_subgroups,
     members,
     query_members,
     read_selection,
 )
+from cxratlas.analysis.subgroup_plan import check_subgroups
 
 IDS = ["00012", "img/7", "b-3", "0x9", "ü-5"]  # leading zeros, slashes, non-ASCII: kept exactly
 
@@ -140,7 +140,7 @@ def test_the_plan_check_names_ids_outside_the_sample_and_empty_or_whole_subgroup
 def test_a_query_on_dicom_header_columns_is_left_to_the_ingest_job():
     """The plan reads no DICOM header: a query on a column only headers fill names a known
     column, and selecting nothing yet is a warning, not a stop."""
-    from cxratlas.analysis.subgroup_members import _with_dicom_columns
+    from cxratlas.analysis.subgroup_plan import _with_dicom_columns
 
     sample = pd.Index(["a", "b"])
     rows = pd.DataFrame({"age": [50.0, 60.0]}, index=sample)

@@ -13,7 +13,7 @@ Only what is drawn counts (tick labels outside the view, empty or hidden texts d
 box must overlap or overhang by more than `CheckSettings.tolerance_pt`, so glyph boxes that
 touch are not reported. Guides (axhline, axvline, grid lines) are not data.
 
-`io.save_figure` calls `record` on every figure it saves when `CHECKS_ENV` names a folder: one
+`figures.save_figure` calls `record` on every figure it saves when `CHECKS_ENV` names a folder: one
 JSON per figure file, which the tests read over a whole demo run.
 """
 

@@ -70,19 +70,6 @@ def write_tsv(df, path: str | os.PathLike, **to_csv_kwargs) -> None:
         df.to_csv(tmp, sep="\t", index=False, **to_csv_kwargs)
 
 
-def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
-    """Save a matplotlib figure atomically, in the format its suffix names. With
-    `CXR_ATLAS_FIGURE_CHECKS` set to a folder, the figure's layout check (`figure_check`: text
-    outside or over text, legends over data, contrast, cut CIs) is written there first."""
-    from cxratlas.figure_check import CHECKS_ENV, record
-
-    if os.environ.get(CHECKS_ENV):
-        tight = savefig_kwargs.get("bbox_inches") == "tight"
-        record(fig, path, tight=tight, folder=os.environ[CHECKS_ENV])
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix[1:], **savefig_kwargs)
-
-
 def write_frame(df, path: str | os.PathLike, model: str | None = None) -> None:
     """Write a pandas DataFrame (nullable dtypes kept, no index) atomically; a per-model table
     names its `model` in the footer, for `by_model`."""
@@ -205,14 +192,32 @@ def png_metadata(model: str) -> dict[str, str]:
     return {EMBEDDING_META_KEY.decode(): json.dumps({"model": model})}
 
 
+def png_text(path: str | os.PathLike) -> dict[str, str]:
+    """A PNG's tEXt chunks (keyword -> text), read from its chunk list: every job can read a
+    figure's model without an imaging library (the reduce env has none)."""
+    import struct
+
+    out = {}
+    with open(path, "rb") as f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            raise ValueError(f"{path}: not a PNG file")
+        while header := f.read(8):
+            length, kind = struct.unpack(">I4s", header)
+            data = f.read(length)
+            f.read(4)  # CRC
+            if kind == b"tEXt":
+                key, _, text = data.partition(b"\0")
+                out[key.decode("latin-1")] = text.decode("latin-1")
+            elif kind == b"IEND":
+                break
+    return out
+
+
 def model_of(path: str | os.PathLike) -> str:
     """The model an embedding, shard, reduced-map or per-model table (its Parquet footer) or a
     per-model figure (its PNG text chunk, `png_metadata`) holds."""
     if Path(path).suffix.lower() == ".png":
-        from PIL import Image
-
-        with Image.open(path) as img:
-            meta = json.loads(img.text.get(EMBEDDING_META_KEY.decode(), "{}"))
+        meta = json.loads(png_text(path).get(EMBEDDING_META_KEY.decode(), "{}"))
     else:
         meta = json.loads((pq.read_schema(path).metadata or {}).get(EMBEDDING_META_KEY, b"{}"))
     if not meta.get("model"):

@@ -14,7 +14,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from cxratlas.io import save_figure
+from cxratlas.figures import save_figure
 from cxratlas.logs import alert
 
 log = logging.getLogger(__name__)

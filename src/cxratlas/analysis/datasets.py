@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from cxratlas.io import save_figure
+from cxratlas.figures import save_figure
 
 
 def same_dataset_fraction(neighbours: np.ndarray, dataset: np.ndarray) -> np.ndarray:

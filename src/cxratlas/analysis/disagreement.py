@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 
 from cxratlas.analysis.compare import linear_cka
 from cxratlas.analysis.enrichment import contact_sheet
+from cxratlas.figures import save_figure
 from cxratlas.io import (
     ATLAS_AGREEMENT,
     ATLAS_IMAGE,
     AtlasModelColumns,
     pair_agreement_column,
-    save_figure,
 )
 from cxratlas.reduce.knn import l2_normalise, search_blocks
 from cxratlas.reduce.neighbours import knn_jaccard

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cxratlas.io import save_figure
+from cxratlas.figures import save_figure
 
 LABEL_NAMES = {1: "positive", 0: "negative", -1: "uncertain"}
 AGE_BINS = list(range(0, 101, 10)) + [200]

@@ -36,7 +36,7 @@ from cxratlas.analysis.probes import (
     probe_scores,
     too_few,
 )
-from cxratlas.io import save_figure
+from cxratlas.figures import save_figure
 
 log = logging.getLogger(__name__)
 

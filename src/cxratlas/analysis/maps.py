@@ -211,7 +211,8 @@ def small_multiples(reduced: pd.DataFrame, manifest: pd.DataFrame, findings: tup
 
 def _save(fig, out: str, model: str) -> None:
     """`out` without suffix: the figure as <out>.png (naming its model) and <out>.svg."""
-    from cxratlas.io import png_metadata, save_figure
+    from cxratlas.figures import save_figure
+    from cxratlas.io import png_metadata
 
     for suffix in (".png", ".svg"):
         meta = png_metadata(model) if suffix == ".png" else None

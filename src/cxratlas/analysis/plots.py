@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cxratlas.io import save_figure
+from cxratlas.figures import save_figure
 
 
 def say_why(ax, sentence: str, fontsize: float = 9) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cxratlas.io import ShardReport, save_figure
+from cxratlas.figures import save_figure
+from cxratlas.io import ShardReport
 
 # reason text (lower case) -> class, first match wins (messages of imaging, dicom, precomputed)
 REASONS = (

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from cxratlas.analysis.probes import finding_labels
-from cxratlas.io import save_figure
+from cxratlas.figures import save_figure
 from cxratlas.subgroups import subgroup_frame
 
 log = logging.getLogger(__name__)

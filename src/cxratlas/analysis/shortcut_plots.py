@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cxratlas.analysis.plots import annotate_cells, legend_beside, plt, say_why
-from cxratlas.io import save_figure
+from cxratlas.figures import save_figure
 
 NOTE_COLOUR = "dimgrey"  # 5.5:1 on white; matplotlib's "grey" is 3.9:1, below WCAG AA
 

@@ -9,7 +9,11 @@ import numpy as np
 import pandas as pd
 
 from cxratlas.analysis.subgroup_placement import p_text
-from cxratlas.io import save_figure
+from cxratlas.figures import save_figure
+
+# a subgroup's Table 1 is the sample-balance table with its columns named for members and all
+TABLE1_NAMES = {"n_archive": "n_all", "archive": "all", "n_sample": "n_members",
+                "sample": "members", "imbalanced": "differs"}  # fmt: skip
 
 
 def placement_figure(spaces, mask: np.ndarray, placement: pd.DataFrame, title: str,
@@ -84,7 +88,6 @@ def performance_figure(performance: pd.DataFrame, title: str, out_path: str) -> 
 def table1_figure(table1: pd.DataFrame, title: str, out_path: str) -> None:
     """The Love plot of the subgroup's Table 1 (members against the rest)."""
     from cxratlas.analysis.representativeness import love_plot
-    from cxratlas.analysis.subgroup_report import TABLE1_NAMES
 
     back = {v: k for k, v in TABLE1_NAMES.items()}
     love_plot(table1.rename(columns=back), out_path, title=title,

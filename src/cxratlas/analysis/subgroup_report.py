@@ -27,11 +27,9 @@ import numpy as np
 import pandas as pd
 
 from cxratlas.analysis.subgroup_classifiers import PerformanceSettings, subgroup_performance
+from cxratlas.analysis.subgroup_figures import TABLE1_NAMES
 from cxratlas.analysis.subgroup_members import SubgroupSpec, members
 from cxratlas.analysis.subgroup_placement import ModelSpace, cluster_table, p_text, placement
-
-TABLE1_NAMES = {"n_archive": "n_all", "archive": "all", "n_sample": "n_members",
-                "sample": "members", "imbalanced": "differs"}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -420,7 +420,7 @@ def merge_across_models(leads: list[Lead]) -> list[Lead]:
             files = dict.fromkeys(x.source.split(":")[0] for x in same[1:])
             extra = "; ".join(f for f in files if f != first.source.split(":")[0])
             first = Lead(
-                first.kind, [m for x in same for m in x.models], first.subject,
+                first.kind, list(dict.fromkeys(m for x in same for m in x.models)), first.subject,
                 f"{first.evidence}. The same on {others}", first.where,
                 first.source + (f"; {extra}" if extra else ""), first.strength, first.images,
                 first.captions, first.legend, first.key, first.short,

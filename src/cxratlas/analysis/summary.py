@@ -152,8 +152,9 @@ def _interval(value, low, high) -> str:
 
 
 def probe_table(probes: pd.DataFrame, differences: pd.DataFrame, models: list[str]) -> list:
-    """Rows of the model x finding table: AUROC (95% CI); the best of a finding in bold, with a
-    dagger where the paired bootstrap separates it from every other model."""
+    """Rows of the model x finding table: AUROC (95% CI); the best of a finding in bold where
+    its CI is above chance (a best among probes at chance is no claim), with a dagger where the
+    paired bootstrap separates it from every other model."""
     scored = probes[probes["status"] == "scored"]
     rows = [["finding", *models]]
     for finding, sub in scored.groupby("finding", sort=False):
@@ -167,7 +168,7 @@ def probe_table(probes: pd.DataFrame, differences: pd.DataFrame, models: list[st
                 cells.append("-")
                 continue
             text = _interval(sub.at[m, "auroc"], sub.at[m, "ci_low"], sub.at[m, "ci_high"])
-            if m == best and len(models) > 1:
+            if m == best and len(models) > 1 and sub.at[m, "ci_low"] > 0.5:
                 dagger = " †" if set(beaten) >= set(models) - {m} else ""
                 text = f"**{text}**{dagger}"
             cells.append(text)
@@ -246,7 +247,8 @@ def comparison_blocks(i: SummaryInputs, s: Study) -> list[Block]:
             "p",
             "How well each model's embeddings classify each finding: [probe]"
             "(#terms) [AUROC](#terms) with its [95% CI](#terms). The best model "
-            "of each finding is in bold; † marks a best model that the [paired "
+            "of each finding is in bold where its CI is above chance; † marks a best "
+            "model that the [paired "
             "bootstrap difference](#terms) separates from every other model.",
         )
     )

@@ -292,3 +292,22 @@ def test_attenuation_matches_scores_held_fixed_against_flipped_labels():
         assert measured == pytest.approx(attenuated(clean, fraction, y.mean()), abs=0.01)
     assert attenuated(clean, 0.0, 0.3) == pytest.approx(clean)
     assert attenuated(0.9, 0.5, 0.3) == pytest.approx(0.5)  # half flipped: labels say nothing
+
+
+def test_the_probe_table_marks_a_best_model_only_above_chance_and_separated():
+    """Bold: the best AUROC of a finding whose CI clears 0.5; a dagger where the paired
+    bootstrap separates it from every other model; probes at chance claim no best."""
+    from cxratlas.analysis.summary import probe_table
+
+    probes = pd.DataFrame({
+        "finding": ["f", "f", "g", "g"], "model": ["a", "b", "a", "b"],
+        "auroc": [0.9, 0.8, 0.52, 0.49], "ci_low": [0.85, 0.74, 0.40, 0.37],
+        "ci_high": [0.95, 0.86, 0.64, 0.61], "status": "scored",
+    })  # fmt: skip
+    diffs = pd.DataFrame({"finding": ["f", "g"], "model_a": ["a", "a"], "model_b": ["b", "b"],
+                          "separated": [True, False]})  # fmt: skip
+    rows = {r[0]: r[1:] for r in probe_table(probes, diffs, ["a", "b"])[1:]}
+    assert rows["f"] == ["**0.90 (0.85-0.95)** †", "0.80 (0.74-0.86)"]
+    assert rows["g"] == ["0.52 (0.40-0.64)", "0.49 (0.37-0.61)"]
+    diffs["separated"] = False
+    assert probe_table(probes, diffs, ["a", "b"])[1][1] == "**0.90 (0.85-0.95)**"

@@ -1,0 +1,94 @@
+"""Pictures of the slices: a strip of each slice's most typical errors, every image captioned
+(its label, the classifier's score, the attribute the slice's description leads with), and the
+isolation chart (which model's map isolates a classifier's errors)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from cxratlas.analysis.enrichment import _font
+
+
+@dataclass
+class Tile:
+    png: bytes | None
+    caption: list[str]  # a line each: "FN  y=1", "score 0.12", "view_position AP"
+
+
+def strip_sheet(rows: list[tuple[str, list[Tile]]], title: str = "", thumb: int = 96) -> bytes:
+    """One PNG: a row per slice, its title on a line above its tiles, each tile captioned."""
+    pad, line, head = 4, 13, 24 if title else 0
+    caption_lines = max((len(t.caption) for _, tiles in rows for t in tiles), default=0)
+    row_h = line + thumb + caption_lines * line + 2 * pad
+    k = max((len(tiles) for _, tiles in rows), default=1)
+    width = max(k * (thumb + pad) + pad, 640)
+    sheet = Image.new("L", (width, head + max(len(rows), 1) * row_h), color=255)
+    draw = ImageDraw.Draw(sheet)
+    font = _font()
+    if title:
+        draw.text((pad, 4), title, fill=0, font=font)
+    if not rows:
+        draw.text((pad, head + pad), "no slice below the BH threshold", fill=0, font=font)
+    for r, (name, tiles) in enumerate(rows):
+        y = head + r * row_h
+        draw.text((pad, y), name, fill=0, font=font)
+        for c, tile in enumerate(tiles):
+            x = pad + c * (thumb + pad)
+            if tile.png is not None:
+                with Image.open(io.BytesIO(tile.png)) as img:
+                    img = img.convert("L")
+                    img.thumbnail((thumb, thumb))
+                    sheet.paste(img, (x, y + line))
+            for i, text in enumerate(tile.caption):
+                draw.text((x, y + line + thumb + 1 + i * line), _fit(text, thumb, font), fill=0,
+                          font=font)  # fmt: skip
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _fit(text: str, width: int, font) -> str:
+    """`text` cut (with "…") to fit under a thumbnail."""
+    while text and font.getlength(text) > width:
+        text = text[:-2] + "…" if len(text) > 2 else ""
+    return text
+
+
+def isolation_figure(iso: pd.DataFrame, out_path: str) -> None:
+    """Per classifier, a grid of findings by models: the share of the classifier's errors its
+    significant slices hold in that model's space (the number: slices flagged)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cxratlas.io import save_figure
+
+    classifiers = list(dict.fromkeys(iso["classifier"])) or ["(none)"]
+    fig, axes = plt.subplots(1, len(classifiers), squeeze=False,
+                             figsize=(2.5 + 1.2 * max(1, iso["model"].nunique()) * len(classifiers),
+                                      1.5 + 0.35 * max(1, iso["finding"].nunique())))  # fmt: skip
+    for ax, name in zip(axes[0], classifiers, strict=True):
+        sub = iso[iso["classifier"] == name]
+        grid = sub.pivot_table(index="finding", columns="model", values="errors_isolated",
+                               aggfunc="first", dropna=False)  # fmt: skip
+        flagged = sub.pivot_table(index="finding", columns="model", values="slices_flagged",
+                                  aggfunc="first").reindex_like(grid)  # fmt: skip
+        ax.imshow(grid.to_numpy(float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        for (i, j), v in np.ndenumerate(grid.to_numpy(float)):
+            n = flagged.to_numpy(float)[i, j]
+            text = "skipped" if np.isnan(v) and np.isnan(n) else f"{0 if np.isnan(v) else v:.0%}"
+            text += f"\n{int(n)} slice(s)" if np.isfinite(n) else ""
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="white" if np.isnan(v) or v < 0.6 else "black")  # fmt: skip
+        ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
+        ax.set_yticks(range(grid.shape[0]), grid.index)
+        ax.set_title(f"{name}: errors its slices hold", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, out_path, dpi=120)
+    plt.close(fig)

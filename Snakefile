@@ -25,6 +25,7 @@ include: "rules/common.smk"
 wildcard_constraints:
     model="|".join(MODELS),
     shard=r"\d+",
+    classifier="|".join(CLASSIFIERS),
 
 
 include: "rules/ingest.smk"
@@ -32,6 +33,7 @@ include: "rules/embed.smk"
 include: "rules/reduce.smk"
 include: "rules/atlas.smk"
 include: "rules/analysis.smk"
+include: "rules/slices.smk"
 
 
 # a real run (not -n, --lint or --report), once Snakemake holds the directory's lock: write the
@@ -55,6 +57,7 @@ rule all:
         "results/analysis/sample/balance.parquet",
         "results/analysis/compare/pairs.parquet",
         "results/analysis/probes/probes.parquet",
+        "results/analysis/slices/slices.parquet",
         "results/analysis/shortcuts/confounding.tsv",
         "results/analysis/quality/skipped.parquet",
         "results/reduce/drift.tsv",

@@ -3,6 +3,7 @@
 # shared sample is drawn and its shards assigned, so `snakemake -n` lists every (model, shard)
 # job the data needs. Nothing is written under results/ until `onstart` commits the plan.
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 # The workflow plans with the package from this checkout, as scripts/_bootstrap.py does for jobs.
@@ -30,6 +31,12 @@ from cxratlas.ingest.presets import kept_columns, preset_inputs  # noqa: E402
 from cxratlas.analysis.leads import top_leads_text  # noqa: E402
 from cxratlas.io import atlas_view_files  # noqa: E402
 from cxratlas.reduce.backend import job_backend  # noqa: E402
+from cxratlas.slices.classifiers import (  # noqa: E402
+    PROBE_SCORES,
+    ClassifierError,
+    plan_classifiers,
+)
+from cxratlas.slices.run import AcrossSettings, SliceSettings  # noqa: E402
 
 sort_model_entries(config)  # key order is not a change: no shard reruns for it
 MODELS = list(config["models"])
@@ -68,6 +75,17 @@ def _plan():
 
 PLAN = _plan()
 SHARDS = list(PLAN.shards)
+
+
+def _classifiers():
+    """The classifiers whose error slices the run finds, each checked before any job."""
+    try:
+        return plan_classifiers(config, PLAN, DATASETS, check=workflow.is_main_process)
+    except ClassifierError as exc:
+        raise _stopped(exc) from None
+
+
+CLASSIFIERS = _classifiers()  # name -> slices.classifiers.ClassifierSpec
 
 
 def commit():
@@ -221,3 +239,31 @@ def analysis_label_noise():
     if config["analysis"]["label_noise"]["finding"]:
         return ["results/analysis/label_noise/label_noise.parquet"]
     return []
+
+
+# The error slices' inputs and params (rules/slices.smk): one classifier per wildcard.
+def classifier_inputs(wildcards):
+    """A user classifier's predictions file, or the probes' scores for probe_<model>."""
+    spec = CLASSIFIERS[wildcards.classifier]
+    return {"scores": PROBE_SCORES} if spec.probe else {"predictions": spec.predictions}
+
+
+def classifier_spec(wildcards):
+    return asdict(CLASSIFIERS[wildcards.classifier])
+
+
+def classifier_thresholds(wildcards):
+    """Per finding, the classifier's threshold (None: the Youden point)."""
+    spec = CLASSIFIERS[wildcards.classifier]
+    return {f: spec.threshold_of(f) for f in spec.findings}
+
+
+def slice_settings(keys):
+    """What of analysis.slices a step reads: a change elsewhere reruns none of its jobs."""
+    return {k: config["analysis"]["slices"][k] for k in keys}
+
+
+def slice_jobs(name):
+    return expand(
+        "results/analysis/slices/{classifier}/{name}", classifier=CLASSIFIERS, name=name
+    )

@@ -58,6 +58,12 @@ rule all:
         "results/analysis/compare/pairs.parquet",
         "results/analysis/probes/probes.parquet",
         "results/analysis/slices/slices.parquet",
+        # per classifier: one added after a run is a missing file here, which plans its jobs
+        # (older predictions than the last run's tables did not, through the input set alone)
+        expand("results/classifiers/{classifier}.parquet", classifier=CLASSIFIERS),
+        expand(
+            "results/analysis/slices/strips/{classifier}.png", classifier=CLASSIFIERS
+        ),
         "results/analysis/shortcuts/confounding.tsv",
         "results/analysis/quality/skipped.parquet",
         "results/reduce/drift.tsv",

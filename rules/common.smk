@@ -86,6 +86,10 @@ def _classifiers():
 
 
 CLASSIFIERS = _classifiers()  # name -> slices.classifiers.ClassifierSpec
+if workflow.is_main_process:
+    logger.info(
+        f"error slices of {len(CLASSIFIERS)} classifier(s): {', '.join(CLASSIFIERS)}"
+    )
 
 
 def commit():

@@ -88,7 +88,7 @@ def test_the_probes_are_audited_out_of_the_box(demo_run):
 
 
 def test_adding_a_classifier_plans_only_its_own_jobs(repo, demo_run):
-    config = with_classifier(demo_run, planted_predictions(demo_run, "planted"), "added")
+    config = with_classifier(demo_run, planted_predictions(demo_run, "planted"), "vendor_added")
     out = snakemake(repo, demo_run, "-n", "--configfile",
                     str(demo_run / "test.yaml"), config).stdout  # fmt: skip
     stats = job_stats(out)

@@ -68,6 +68,11 @@ class Mixture:
             out += s.score_weight * _bernoulli(yhat, self.p_score)
         return out
 
+    def responsibilities(self, X, y, yhat, s: MixtureSettings) -> np.ndarray:
+        """P(k | x, y, prediction) of every row: the fitted mixture's own view (n, K)."""
+        log_prob = self.weighted_log_prob(_stacked(np.asarray(X)), y, yhat, s)
+        return np.exp(log_prob - _logsumexp(log_prob))
+
     def assign(self, X: np.ndarray, y: np.ndarray, block: int = 50000):
         """(component, its responsibility) of each image from its embedding and label."""
         best = np.empty(len(X), np.int64)
@@ -149,17 +154,35 @@ def _confusion_init(X, y, yhat, k: int, noise: float, seed: int) -> np.ndarray:
     return resp / resp.sum(1, keepdims=True)
 
 
+def round_robin_init(y, yhat, k: int, noise: float, seed: int) -> np.ndarray:
+    """Domino's own start, as published: the four confusion cells dealt out to the `k`
+    components in turn (the baseline of `benchmarks/slices.py`)."""
+    cells = np.stack([(1 - y) * (1 - yhat), (1 - y) * yhat, y * (1 - yhat), y * yhat], 1)
+    resp = cells[:, np.arange(k) % 4] + EPS
+    resp /= resp.sum(1, keepdims=True)
+    resp += np.random.default_rng(seed).random(resp.shape) * noise
+    return resp / resp.sum(1, keepdims=True)
+
+
 def fit_mixture(
-    X: np.ndarray, y: np.ndarray, yhat: np.ndarray, s: MixtureSettings, seed: int = 0
+    X: np.ndarray,
+    y: np.ndarray,
+    yhat: np.ndarray,
+    s: MixtureSettings,
+    seed: int = 0,
+    init=None,
 ) -> Mixture:
-    """EM from the confusion start until the mean log-likelihood moves less than `tol`. The
-    embedding stays in its own precision (float32 halves the products' cost); the sums are
-    float64."""
+    """EM from the confusion start (`init`: another, e.g. `round_robin_init`) until the mean
+    log-likelihood moves less than `tol`. The embedding stays in its own precision (float32
+    halves the products' cost); the sums are float64."""
     XX = _stacked(np.asarray(X))
     y, yhat = np.asarray(y, np.float64), np.asarray(yhat, np.float64)
     k = max(4, min(s.components, len(X) // 2))
     reg = s.reg_covar * float(np.asarray(X, np.float64).var(0).mean() or 1.0)
-    resp = _confusion_init(np.asarray(X), y, yhat, k, s.confusion_noise, seed)
+    if init is None:
+        resp = _confusion_init(np.asarray(X), y, yhat, k, s.confusion_noise, seed)
+    else:
+        resp = init(y, yhat, k, s.confusion_noise, seed)
     model, last = _m_step(XX, y, yhat, resp, reg), -np.inf
     for it in range(1, s.max_iter + 1):
         log_prob = model.weighted_log_prob(XX, y, yhat, s)

@@ -21,35 +21,54 @@ class Tile:
 
 
 def strip_sheet(rows: list[tuple[str, list[Tile]]], title: str = "", thumb: int = 96) -> bytes:
-    """One PNG: a row per slice, its title on a line above its tiles, each tile captioned."""
-    pad, line, head = 4, 13, 24 if title else 0
-    caption_lines = max((len(t.caption) for _, tiles in rows for t in tiles), default=0)
-    row_h = line + thumb + caption_lines * line + 2 * pad
+    """One PNG: a row per slice, its title (wrapped) above its tiles, each tile captioned."""
+    pad, line = 4, 13
+    font = _font()
     k = max((len(tiles) for _, tiles in rows), default=1)
     width = max(k * (thumb + pad) + pad, 640)
-    sheet = Image.new("L", (width, head + max(len(rows), 1) * row_h), color=255)
+    head = _wrap(title, width - 2 * pad, font) if title else []
+    titles = [_wrap(name, width - 2 * pad, font) for name, _ in rows]
+    caption_lines = max((len(t.caption) for _, tiles in rows for t in tiles), default=0)
+    heights = [len(t) * line + thumb + caption_lines * line + 2 * pad for t in titles]
+    top = len(head) * line + (pad if head else 0)
+    sheet = Image.new("L", (width, top + max(sum(heights), 2 * line)), color=255)
     draw = ImageDraw.Draw(sheet)
-    font = _font()
-    if title:
-        draw.text((pad, 4), title, fill=0, font=font)
+    for i, text in enumerate(head):
+        draw.text((pad, i * line), text, fill=0, font=font)
     if not rows:
-        draw.text((pad, head + pad), "no slice below the BH threshold", fill=0, font=font)
-    for r, (name, tiles) in enumerate(rows):
-        y = head + r * row_h
-        draw.text((pad, y), name, fill=0, font=font)
+        draw.text((pad, top + pad), "no flagged slice", fill=0, font=font)
+    y = top
+    for (_, tiles), lines, h in zip(rows, titles, heights, strict=True):
+        for i, text in enumerate(lines):
+            draw.text((pad, y + i * line), text, fill=0, font=font)
+        y0 = y + len(lines) * line
         for c, tile in enumerate(tiles):
             x = pad + c * (thumb + pad)
             if tile.png is not None:
                 with Image.open(io.BytesIO(tile.png)) as img:
                     img = img.convert("L")
                     img.thumbnail((thumb, thumb))
-                    sheet.paste(img, (x, y + line))
+                    sheet.paste(img, (x, y0))
             for i, text in enumerate(tile.caption):
-                draw.text((x, y + line + thumb + 1 + i * line), _fit(text, thumb, font), fill=0,
+                draw.text((x, y0 + thumb + 1 + i * line), _fit(text, thumb, font), fill=0,
                           font=font)  # fmt: skip
+        y += h
     buf = io.BytesIO()
     sheet.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
+
+
+def _wrap(text: str, width: int, font) -> list[str]:
+    """`text` in lines that fit `width`, broken at " · " or spaces."""
+    lines, current = [], ""
+    for word in text.split(" "):
+        trial = f"{current} {word}".strip()
+        if current and font.getlength(trial) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = trial
+    return [*lines, current] if current else lines
 
 
 def _fit(text: str, width: int, font) -> str:

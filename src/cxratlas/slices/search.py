@@ -28,6 +28,13 @@ from cxratlas.slices.score import (
     stratum_ranks,
 )
 
+MAX_SHARE = 0.5  # a "slice" of more than half the images is the background of the rest
+
+
+def _sized(n: int, of: int, s: SearchSettings) -> bool:
+    """Whether `n` of `of` assessed images make a slice: `min_size` of them, at most half."""
+    return s.min_size <= n <= MAX_SHARE * of
+
 
 @dataclass(frozen=True)
 class SearchSettings:
@@ -151,12 +158,12 @@ class Scorer:
 
 def scored(found: list[Found], sc: Scorer, s: SearchSettings, screen: float) -> list:
     """(slice, numbers) of each mixture slice over the images it is assessed on, with its
-    test (a CI where its p is below `screen`); slices under `min_size` or with too few of
-    either class are dropped."""
+    test (a CI where its p is below `screen`); slices under `min_size` or over half the
+    images, or with too few of either class, are dropped."""
     out = []
     for f in found:
         a = f.assessed
-        if int((f.member & a).sum()) < s.min_size:
+        if not _sized(int((f.member & a).sum()), int(a.sum()), s):
             continue
         z, p = grouped_test(sc.values[a], np.where(f.member[a], 0, -1), sc.strata[a], 1)
         metrics = slice_metrics(sc.ranking(a), f.member[a], s.score, ci=p[0] < screen)
@@ -179,7 +186,7 @@ def cluster_rows(cluster: np.ndarray, sc: Scorer, s: SearchSettings, screen: flo
     counts = _counts(group, len(ids), r)
     out = []
     for g, c in enumerate(ids):
-        if counts[g]["n_images"] < s.min_size:
+        if not _sized(counts[g]["n_images"], len(cluster), s):
             continue
         member = cluster == c
         metrics = slice_metrics(r, member, s.score) if p[g] < screen else None

@@ -25,10 +25,10 @@ def _value(meta: pd.DataFrame, groups: pd.DataFrame, column: str, image: str) ->
         return ""
     v = frame.at[image, column]
     if pd.isna(v):
-        return f"{column} ?"
-    if column in groups:
-        return f"{column} {v}"
-    return f"{column} {dict([(1, 'yes'), (0, 'no'), (-1, 'uncertain')]).get(int(v), v)}"
+        return "?"
+    if column in groups:  # the row's title names the column: its value alone fits
+        return str(v)
+    return f"{column}: {dict([(1, 'yes'), (0, 'no'), (-1, 'uncertain')]).get(int(v), v)}"
 
 
 def tiles(rows: pd.DataFrame, meta, groups, column: str, thumbs: dict, threshold: float) -> list:
@@ -50,6 +50,9 @@ def write_strips(table: pd.DataFrame, members: pd.DataFrame, manifest_path: str,
     meta = meta.set_index("image_id")
     groups = subgroup_frame(meta, columns.attributes)
     sig = table[significant(table)].sort_values("drop", ascending=False)
+    # a slice that recurs in several spaces is one row (its strongest), as it is one lead
+    spaces = sig.groupby(["classifier", "recurrence"])["model"].nunique()
+    sig = sig.drop_duplicates(["classifier", "recurrence"])
     key = ["classifier", "finding", "model", "slice"]
     by_slice = {k: g for k, g in members.groupby(key, sort=False)}
     for classifier, path in paths.items():
@@ -61,15 +64,18 @@ def write_strips(table: pd.DataFrame, members: pd.DataFrame, manifest_path: str,
         rows = []
         for _, r in own.iterrows():
             m = by_slice[tuple(r[key])].set_index("image_id").loc[picks[tuple(r[key])]]
-            title = (f"{r['model']} · {slice_label(r['finding'], r['slice'])} · n={r['n_images']}"
-                     f" · {r['metric'].upper()} {r['auroc_in']:.2f} vs {r['auroc_out']:.2f}"
-                     f" outside · p_adj {r['p_adj']:.1e} · {r['description']}")  # fmt: skip
+            n_spaces = int(spaces[(classifier, r["recurrence"])])
+            also = f" (recurs in {n_spaces} spaces)" if n_spaces > 1 else ""
+            title = (f"{r['model']} · {slice_label(r['finding'], r['slice'])}{also} · "
+                     f"n={r['n_images']} · {r['metric'].upper()} {r['auroc_in']:.2f} vs "
+                     f"{r['auroc_out']:.2f} outside · p_adj {r['p_adj']:.1e} · "
+                     f"{r['description']}")  # fmt: skip
             rows.append((title, tiles(m.reset_index(), meta, groups, r["attribute"], thumbs,
                                       float(r["threshold"]))))  # fmt: skip
         head = (
             f"{classifier}: the most typical errors of its flagged slices (BH p < {s.alpha}, "
             f"AUROC drop >= {s.min_drop}); "
-            "caption: call · label, score, the attribute the slice is described by"
+            "under each image: call · label, score, the attribute the slice is described by"
         )
         with atomic_path(path) as tmp:
             tmp.write_bytes(strip_sheet(rows, head))

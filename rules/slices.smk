@@ -39,6 +39,7 @@ rule slices:
         "logs/benchmarks/analysis/slices/{classifier}.tsv"
     conda:
         "../envs/cpu.yaml"
+    threads: 4  # findings searched at once (Snakemake gives at most --cores)
     params:
         slices=slice_settings(SliceSettings.KEYS),
         seed=config["analysis"]["seed"],

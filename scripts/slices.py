@@ -14,7 +14,7 @@ settings = SliceSettings.from_config({"slices": p.slices, "seed": p.seed})
 embeddings, reduced, groups = by_model(i.embeddings), by_model(i.reduced), by_model(i.groups)
 files = [SpaceFiles(m, embeddings[m], reduced[m], groups[m]) for m in embeddings]
 ctx = load_context(classifier_of(i.classifier), i.manifest, p.thresholds)
-run = slice_models(ctx, files, pd.read_parquet(i.classifier), settings)
+run = slice_models(ctx, files, pd.read_parquet(i.classifier), settings, snakemake.threads)
 write_frame(run.table, out.table)
 write_frame(run.members, out.members)
 write_frame(run.findings, out.findings)

@@ -1,15 +1,16 @@
-"""One classifier in one model's space: every finding's slices, scored and described.
+"""One classifier in every model's space: every finding's slices, scored and described.
 
-`slice_classifier` is the job `rules/slices.smk` runs per (classifier, model): the model's
-embeddings reduced by PCA once, then per finding the mixture slices (`search`) and the map's
-clusters, scored on held-out images, each row with its reason where a finding cannot be
-searched. The p-values are adjusted across the classifier's findings and models afterwards
-(`across`), where the recurrence across models is found too.
+`slice_models` is the job `rules/slices.smk` runs per classifier: each model's space in turn
+(`slice_classifier`): its embeddings reduced by PCA once, then per finding the mixture slices
+(`search`) and the map's clusters, scored on held-out images, each row with its reason where a
+finding cannot be searched. The p-values are adjusted across the classifier's findings and
+models afterwards (`across`), where the recurrence across models is found too.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,7 @@ PCA_FIT_MAX = 20000  # images the PCA is fitted on (then applied to all)
 
 @dataclass(frozen=True)
 class SliceSettings:
-    """What a (classifier, model) job's search reads of `analysis.slices` (and `analysis.seed`),
+    """What a classifier's job (the search) reads of `analysis.slices` (and `analysis.seed`),
     built once; `AcrossSettings` holds the rest, so changing how slices are reported reruns no
     search."""
 
@@ -152,69 +153,95 @@ def overall(ctx: Context, model: str, finding: str, y, score, threshold) -> dict
             "errors": fn + fp, "fn": fn, "fp": fp}  # fmt: skip
 
 
+@dataclass
+class Labelled:
+    """One finding's images of the classifier that this model embedded, in the table's order:
+    labels, scores, patients, the half of the patients each falls in, and their rows in the
+    space."""
+
+    ids: np.ndarray
+    y: np.ndarray
+    score: np.ndarray
+    patients: np.ndarray
+    half: np.ndarray
+    at: np.ndarray
+    threshold: float | None
+
+    @classmethod
+    def of(cls, ctx: Context, space: Space, finding: str, rows: pd.DataFrame, seed: int):
+        from cxratlas.analysis.probes import patient_groups
+
+        y, score = rows["label"].to_numpy(np.int64), rows["score"].to_numpy(np.float64)
+        patients = patient_groups(ctx.manifest, pd.Index(rows["image_id"])).to_numpy()
+        threshold = ctx.thresholds.get(finding)
+        if threshold is None and len(np.unique(y)) == 2:
+            threshold = youden_threshold(y, score)
+        # the halves are drawn on all the classifier's images: every model's space shares them
+        half = patient_halves(patients, y, seed)
+        at = space.index.get_indexer(rows["image_id"])  # -1: not embedded by this model
+        keep = at >= 0
+        return cls(rows["image_id"].to_numpy()[keep], y[keep], score[keep], patients[keep],
+                   half[keep], at[keep], threshold)  # fmt: skip
+
+    @property
+    def counts(self) -> dict:
+        n, pos = len(self.y), int(self.y.sum())
+        return {"n_images": n, "positives": pos, "negatives": n - pos,
+                "threshold": self.threshold}  # fmt: skip
+
+
+def _why_not(d: Labelled, total: dict, s: SliceSettings) -> str:
+    """Why a finding cannot be searched (too few positives, negatives or errors), or ""."""
+    from cxratlas.analysis.probes import too_few
+
+    why = too_few(int(d.y.sum()), len(d.y), s.min_positives, "analysis.slices.min_positives")
+    if not why and total["errors"] < s.min_errors:
+        why = (f"too few errors: {total['errors']} at threshold {d.threshold:.4g}; a finding "
+               f"needs {s.min_errors} (analysis.slices.min_errors)")  # fmt: skip
+    return why
+
+
 def finding_slices(
     ctx: Context, space: Space, finding: str, rows: pd.DataFrame, s: SliceSettings
 ) -> tuple[list[dict], list[pd.DataFrame], dict]:
     """One finding's slices in one space: table rows, members and the overall numbers
     (`rows`: the classifier's labelled images of this finding)."""
-    from cxratlas.analysis.probes import patient_groups, too_few
-
-    y_all, score_all = rows["label"].to_numpy(np.int64), rows["score"].to_numpy(np.float64)
-    patients_all = patient_groups(ctx.manifest, pd.Index(rows["image_id"])).to_numpy()
-    threshold = ctx.thresholds.get(finding)
-    if threshold is None and len(np.unique(y_all)) == 2:
-        threshold = youden_threshold(y_all, score_all)
-    # the halves are drawn on the classifier's images, so every model's space shares them
-    half_all = patient_halves(patients_all, y_all, s.search.seed)
-    rows_at = space.index.get_indexer(rows["image_id"])  # -1: not embedded by this model
-    keep = np.flatnonzero(rows_at >= 0)
-    y, score, patients, half = y_all[keep], score_all[keep], patients_all[keep], half_all[keep]
-    ids = rows["image_id"].to_numpy()[keep]
-    counts = {"n_images": len(y), "positives": int(y.sum()), "negatives": int(len(y) - y.sum()),
-              "threshold": threshold}  # fmt: skip
-    total = overall(ctx, space.model, finding, y, score, threshold)
-    why = too_few(int(y.sum()), len(y), s.min_positives, "analysis.slices.min_positives")
-    if not why and total["errors"] < s.min_errors:
-        why = (f"too few errors: {total['errors']} at threshold {threshold:.4g}; a finding "
-               f"needs {s.min_errors} (analysis.slices.min_errors)")  # fmt: skip
+    d = Labelled.of(ctx, space, finding, rows, s.search.seed)
+    total = overall(ctx, space.model, finding, d.y, d.score, d.threshold)
+    why = _why_not(d, total, s)
     if why:
-        return [skipped(ctx, finding, space.model, why, **counts)], [], total
-    at = rows_at[keep]
-    found = mixture_slices(space.X[at], y, score, half, s.search)
-    sc = Scorer.of(y, score, half, patients, threshold)
-    results = scored(found, sc, s.search, s.alpha)
+        return [skipped(ctx, finding, space.model, why, **d.counts)], [], total
+    sc = Scorer.of(d.y, d.score, d.half, d.patients, d.threshold)
+    results = scored(mixture_slices(space.X[d.at], d.y, d.score, d.half, s.search), sc,
+                     s.search, s.alpha)  # fmt: skip
     rows_out = [] if results else [skipped(ctx, finding, space.model, (
         f"no mixture slice held {s.search.min_size} held-out images with "
         f"{s.search.score.min_class} of a class (analysis.slices.min_size, min_class)"),
-        **counts)]  # fmt: skip
+        **d.counts)]  # fmt: skip
     results = [(f, m, name) for (f, m), name in zip(results, _names(results), strict=True)]
-    results += [(f, m, f"c{c}") for f, m, c in cluster_rows(space.cluster[at], sc, s.search,
+    results += [(f, m, f"c{c}") for f, m, c in cluster_rows(space.cluster[d.at], sc, s.search,
                                                               s.alpha)]  # fmt: skip
-    describer = Describer.of(ctx.manifest.reindex(ids), ctx.findings, ctx.attributes, finding)
+    describer = Describer.of(ctx.manifest.reindex(d.ids), ctx.findings, ctx.attributes, finding)
     members = []
     for f, m, name in results:
-        row = {
-            "classifier": ctx.classifier,
-            "finding": finding,
-            "model": space.model,
-            "method": "cluster" if f is None else f.method,
-            "slice": name,
-            **m,
-            "threshold": threshold,
-            "status": SCORED,
-            "reason": "",
-            "cluster_name": space.names.get(name, "") if name.startswith("c") else "",
-        }
-        if f is not None:  # a slice with every number: what it is made of, its members
-            part = describer.subset(np.flatnonzero(f.assessed))
-            row["description"], row["attribute"] = part.describe(
-                f.member[f.assessed], y[f.assessed]
-            )
-            row |= {"found_on": f.found_on, "drop": m["auroc_out"] - m["auroc_in"]}
-            members.append(_members(ctx, space.model, finding, name, f, ids, y, score, half,
-                                    threshold))  # fmt: skip
-        rows_out.append(row)
+        rows_out.append(_row(ctx, space, finding, name, f, m, d, describer))
+        if f is not None:
+            members.append(_members(ctx, space.model, finding, name, f, d))
     return rows_out, members, total
+
+
+def _row(ctx, space, finding, name, f: Found | None, m: dict, d: Labelled, describer) -> dict:
+    """A slice's table row; a slice with every number (`f`) is described too."""
+    row = {"classifier": ctx.classifier, "finding": finding, "model": space.model,
+           "method": "cluster" if f is None else f.method, "slice": name, **m,
+           "threshold": d.threshold, "status": SCORED, "reason": "",
+           "cluster_name": space.names.get(name, "") if name.startswith("c") else ""}  # fmt: skip
+    if f is not None:
+        part = describer.subset(np.flatnonzero(f.assessed))
+        row["description"], row["attribute"] = part.describe(f.member[f.assessed],
+                                                             d.y[f.assessed])  # fmt: skip
+        row |= {"found_on": f.found_on, "drop": m["auroc_out"] - m["auroc_in"]}
+    return row
 
 
 def _names(results: list[tuple[Found, dict]]) -> list[str]:
@@ -225,23 +252,33 @@ def _names(results: list[tuple[Found, dict]]) -> list[str]:
     return [names[i] for i in range(len(results))]
 
 
-def _members(ctx, model, finding, name, f: Found, ids, y, score, half, threshold) -> pd.DataFrame:
+def _members(ctx, model, finding, name, f: Found, d: Labelled) -> pd.DataFrame:
     at = f.member & f.assessed
     return pd.DataFrame({
         "classifier": ctx.classifier, "finding": finding, "model": model, "slice": name,
-        "image_id": ids[at], "label": y[at].astype(np.int8), "score": score[at],
-        "error": (score[at] >= threshold) != (y[at] == 1), "typicality": f.typicality[at],
-        "half": half[at],
+        "image_id": d.ids[at], "label": d.y[at].astype(np.int8), "score": d.score[at],
+        "error": (d.score[at] >= d.threshold) != (d.y[at] == 1), "typicality": f.typicality[at],
+        "half": d.half[at],
     })  # fmt: skip
 
 
 def slice_classifier(
-    ctx: Context, space: Space, predictions: pd.DataFrame, s: SliceSettings
+    ctx: Context, space: Space, predictions: pd.DataFrame, s: SliceSettings, threads: int = 0
 ) -> SliceRun:
-    """Every finding the classifier scores, in one model's space."""
+    """Every finding the classifier scores, in one model's space: the findings on `threads`
+    threads (0: as many as the process may use cores; NumPy's products and sorts release the
+    GIL, and BLAS keeps to one core a thread, so they do not fight over them). The result does
+    not depend on how many run at once: each finding draws from its own seeds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    groups = [(str(f), sub) for f, sub in predictions.groupby("finding", sort=False)]
+    workers = max(1, min(len(groups), threads or len(os.sched_getaffinity(0))))
+    with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
+        done = list(pool.map(lambda g: finding_slices(ctx, space, g[0], g[1], s), groups))
     rows, members, totals = [], [], []
-    for finding, sub in predictions.groupby("finding", sort=False):
-        r, m, total = finding_slices(ctx, space, str(finding), sub, s)
+    for r, m, total in done:
         rows += r
         members += m
         totals.append(total)
@@ -274,10 +311,14 @@ def load_space(f: SpaceFiles, s: SliceSettings) -> Space:
 
 
 def slice_models(
-    ctx: Context, files: list[SpaceFiles], predictions: pd.DataFrame, s: SliceSettings
+    ctx: Context,
+    files: list[SpaceFiles],
+    predictions: pd.DataFrame,
+    s: SliceSettings,
+    threads: int = 0,
 ) -> SliceRun:
     """One classifier in every model's space, one space in memory at a time."""
-    runs = [slice_classifier(ctx, load_space(f, s), predictions, s) for f in files]
+    runs = [slice_classifier(ctx, load_space(f, s), predictions, s, threads) for f in files]
     return SliceRun(*(pd.concat([getattr(r, k) for r in runs], ignore_index=True)
                       for k in ("table", "members", "findings")))  # fmt: skip
 

@@ -81,6 +81,6 @@ def _evidence(r) -> str:
         f"{r['auroc_in_high']:.2f}) inside against {r['auroc_out']:.2f} outside; "
         f"{int(r['fn'])} false negative(s) and {int(r['fp'])} false positive(s) at "
         f"{r['threshold']:.3g}, errors {r['error_lift']:.1f}x as common as overall; "
-        f"BH-adjusted p {r['p_adj']:.1e} on images that did not choose it "
-        f"({r['found_on']}); its images: {r['description']}"
+        f"BH-adjusted p {r['p_adj']:.1e} ({_tested(r['found_on'])}); its images: "
+        f"{r['description']}"
     )

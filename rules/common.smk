@@ -257,9 +257,11 @@ def classifier_spec(wildcards):
 
 
 def classifier_thresholds(wildcards):
-    """Per finding, the classifier's threshold (None: the Youden point)."""
+    """Per finding the classifier scores (a probe: every finding probed), its threshold
+    (None: the Youden point)."""
     spec = CLASSIFIERS[wildcards.classifier]
-    return {f: spec.threshold_of(f) for f in spec.findings}
+    findings = spec.findings or config["analysis"]["probes"]["findings"] or PLAN.findings
+    return {f: spec.threshold_of(f) for f in findings}
 
 
 def slice_settings(keys):

@@ -218,3 +218,16 @@ def test_slice_settings_default_to_the_config_and_split_it(repo):
     assert set(SliceSettings.KEYS) | set(AcrossSettings.KEYS) == set(slices)
     assert SliceSettings.from_config({"slices": slices, "seed": 0}) == SliceSettings()
     assert AcrossSettings.from_config({"slices": slices}) == AcrossSettings()
+
+
+def test_a_finding_the_classifier_has_no_score_for_is_a_row_with_its_reason():
+    ids, X, group, stratum, meta = world(n=400, seed=6)
+    pred = classifier(meta, stratum, "planted", 6)
+    pred = pred[pred["finding"] == "effusion"]  # its probe of `nodule` was skipped, say
+    ctx = Context("probe_m", meta, FINDINGS, ("site",), dict.fromkeys(FINDINGS))
+    r = slice_classifier(ctx, Space("m", pd.Index(meta.index), pca_space(X, 16, 0), group, {}),
+                         pred, SliceSettings())  # fmt: skip
+    nodule = r.table[r.table["finding"] == "nodule"]
+    assert len(nodule) == 1 and nodule["status"].iloc[0] == "skipped"
+    assert "probes.parquet says why" in nodule["reason"].iloc[0]
+    assert (r.table.loc[r.table["finding"] == "effusion", "status"] == "scored").any()

@@ -82,6 +82,9 @@ def test_the_probes_are_audited_out_of_the_box(demo_run):
         assert pa.types.is_list(column.type) and pa.types.is_string(column.type.value_type)
         labels = {x for v in column.to_pylist() for x in v}
         assert labels == {f"{r.finding} {r.slice}" for r in rows.itertuples()}
+    state = (demo_run / "results/atlas/state.json").read_text()
+    for (c, m), _ in flagged.groupby(["classifier", "model"]):  # a count plot to click
+        assert f'"field": "slices_{c}_{m}"' in state
     for c in (f"probe_{m}" for m in MODELS):
         with Image.open(out / f"strips/{c}.png") as img:
             assert img.width >= 640 and img.height > 30

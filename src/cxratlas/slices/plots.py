@@ -80,7 +80,8 @@ def _fit(text: str, width: int, font) -> str:
 
 def isolation_figure(iso: pd.DataFrame, out_path: str) -> None:
     """Per classifier, a grid of findings by models: the share of the classifier's errors its
-    significant slices hold in that model's space (the number: slices flagged)."""
+    flagged slices hold in that model's space, and how many there are ("skipped": the finding
+    could not be searched, `isolation.parquet` says why)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,22 +93,31 @@ def isolation_figure(iso: pd.DataFrame, out_path: str) -> None:
     fig, axes = plt.subplots(1, len(classifiers), squeeze=False,
                              figsize=(2.5 + 1.2 * max(1, iso["model"].nunique()) * len(classifiers),
                                       1.5 + 0.35 * max(1, iso["finding"].nunique())))  # fmt: skip
-    for ax, name in zip(axes[0], classifiers, strict=True):
+    if iso.empty:
+        axes[0][0].axis("off")
+        axes[0][0].text(0.5, 0.5, "no classifier scores a finding of this sample",
+                        ha="center", va="center")  # fmt: skip
+    for ax, name in zip(axes[0], classifiers if len(iso) else [], strict=False):
         sub = iso[iso["classifier"] == name]
         grid = sub.pivot_table(index="finding", columns="model", values="errors_isolated",
                                aggfunc="first", dropna=False)  # fmt: skip
         flagged = sub.pivot_table(index="finding", columns="model", values="slices_flagged",
                                   aggfunc="first").reindex_like(grid)  # fmt: skip
-        ax.imshow(grid.to_numpy(float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        status = sub.pivot_table(index="finding", columns="model", values="status",
+                                 aggfunc="first").reindex_like(grid)  # fmt: skip
+        cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.9")
+        ax.imshow(np.ma.masked_invalid(grid.to_numpy(float)), vmin=0, vmax=1, cmap=cmap,
+                  aspect="auto")  # fmt: skip
         for (i, j), v in np.ndenumerate(grid.to_numpy(float)):
-            n = flagged.to_numpy(float)[i, j]
-            text = "skipped" if np.isnan(v) and np.isnan(n) else f"{0 if np.isnan(v) else v:.0%}"
-            text += f"\n{int(n)} slice(s)" if np.isfinite(n) else ""
+            if status.iat[i, j] != "scored":
+                ax.text(j, i, "skipped", ha="center", va="center", fontsize=7, color="0.3")
+                continue
+            text = f"{v:.0%}\n{int(flagged.iat[i, j])} slice(s)"
             ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                    color="white" if np.isnan(v) or v < 0.6 else "black")  # fmt: skip
+                    color="white" if v < 0.6 else "black")  # fmt: skip
         ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
         ax.set_yticks(range(grid.shape[0]), grid.index)
-        ax.set_title(f"{name}: errors its slices hold", fontsize=9)
+        ax.set_title(f"{name}:\nthe errors its flagged slices hold", fontsize=9)
     fig.tight_layout()
     save_figure(fig, out_path, dpi=120)
     plt.close(fig)

@@ -44,6 +44,8 @@ MEMBER_COLUMNS = ["classifier", "finding", "model", "slice", "image_id", "label"
 FINDING_COLUMNS = ["classifier", "finding", "model", "n_images", "positives", "negatives",
                    "threshold", "auroc", "errors", "fn", "fp"]  # fmt: skip
 SCORED, SKIPPED = "scored", "skipped"
+NO_SCORES = ("no image labelled 1 or 0 has a score: a probe skips a finding with too few "
+             "positives or negatives (analysis/probes/probes.parquet says why)")  # fmt: skip
 PCA_FIT_MAX = 20000  # images the PCA is fitted on (then applied to all)
 
 
@@ -132,7 +134,7 @@ class Context:
     manifest: pd.DataFrame  # indexed by image_id
     findings: list[str]
     attributes: tuple[str, ...]
-    thresholds: dict[str, float | None]
+    thresholds: dict[str, float | None]  # every finding the classifier scores: its threshold
 
 
 def skipped(ctx: Context, finding: str, model: str, reason: str, **counts) -> dict:
@@ -208,7 +210,7 @@ def finding_slices(
     (`rows`: the classifier's labelled images of this finding)."""
     d = Labelled.of(ctx, space, finding, rows, s.search.seed)
     total = overall(ctx, space.model, finding, d.y, d.score, d.threshold)
-    why = _why_not(d, total, s)
+    why = NO_SCORES if rows.empty else _why_not(d, total, s)
     if why:
         return [skipped(ctx, finding, space.model, why, **d.counts)], [], total
     sc = Scorer.of(d.y, d.score, d.half, d.patients, d.threshold)
@@ -273,7 +275,9 @@ def slice_classifier(
 
     from threadpoolctl import threadpool_limits
 
-    groups = [(str(f), sub) for f, sub in predictions.groupby("finding", sort=False)]
+    # every finding the classifier should score has its row, scored or not (`thresholds`)
+    findings = dict.fromkeys([*ctx.thresholds, *predictions["finding"].astype(str).unique()])
+    groups = [(f, predictions[predictions["finding"] == f]) for f in findings]
     workers = max(1, min(len(groups), threads or len(os.sched_getaffinity(0))))
     with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
         done = list(pool.map(lambda g: finding_slices(ctx, space, g[0], g[1], s), groups))

@@ -100,19 +100,27 @@ class SliceRun:
     findings: pd.DataFrame  # across.FINDING_COLUMNS: the classifier overall, per finding
 
 
-def pca_space(X: np.ndarray, components: int | None, seed: int) -> np.ndarray:
+def pca_space(X: np.ndarray, components: int | None, seed: int, block: int = 100_000):
     """L2-normalised embeddings (the maps are cosine) reduced by PCA fitted on a seeded
-    subsample, in float32 (the mixture's products; its sums are float64)."""
+    subsample, in float32 (the mixture's products; its sums are float64). A block of rows at a
+    time, so a million-row matrix is not copied whole."""
     from sklearn.decomposition import PCA
 
-    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     k = min(components or X.shape[1], X.shape[1], max(1, len(X) - 1))
-    if k >= X.shape[1]:
-        return X.astype(np.float32)
     rng = np.random.default_rng(seed)
-    fit = X if len(X) <= PCA_FIT_MAX else X[rng.choice(len(X), PCA_FIT_MAX, replace=False)]
-    pca = PCA(k, svd_solver="randomized", random_state=seed).fit(fit)
-    return pca.transform(X).astype(np.float32)
+    sub = np.sort(rng.choice(len(X), min(len(X), PCA_FIT_MAX), replace=False))
+    pca = None if k >= X.shape[1] else PCA(k, svd_solver="randomized", random_state=seed).fit(
+        _unit(X[sub]))  # fmt: skip
+    out = np.empty((len(X), k), np.float32)
+    for start in range(0, len(X), block):
+        rows = _unit(X[start : start + block])
+        out[start : start + block] = rows if pca is None else pca.transform(rows)
+    return out
+
+
+def _unit(X: np.ndarray) -> np.ndarray:
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    return X / np.maximum(norms, 1e-12)[:, None].astype(X.dtype)
 
 
 @dataclass

@@ -23,6 +23,7 @@ include: "rules/common.smk"
 wildcard_constraints:
     model="|".join(MODELS),
     shard=r"\d+",
+    classifier="|".join(CLASSIFIERS),
 
 
 include: "rules/ingest.smk"
@@ -31,6 +32,7 @@ include: "rules/reduce.smk"
 include: "rules/atlas.smk"
 include: "rules/analysis.smk"
 include: "rules/subgroups.smk"
+include: "rules/slices.smk"
 
 
 # a real run (not -n, --lint or --report), once Snakemake holds the directory's lock: write the
@@ -54,6 +56,13 @@ rule all:
         "results/analysis/sample/balance.parquet",
         "results/analysis/compare/pairs.parquet",
         "results/analysis/probes/probes.parquet",
+        "results/analysis/slices/slices.parquet",
+        # per classifier: one added after a run is a missing file here, which plans its jobs
+        # (older predictions than the last run's tables did not, through the input set alone)
+        expand("results/classifiers/{classifier}.parquet", classifier=CLASSIFIERS),
+        expand(
+            "results/analysis/slices/strips/{classifier}.png", classifier=CLASSIFIERS
+        ),
         "results/analysis/shortcuts/confounding.tsv",
         "results/analysis/quality/skipped.parquet",
         "results/reduce/drift.tsv",

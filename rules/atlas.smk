@@ -22,6 +22,8 @@ rule atlas:
         reduced=expand("results/reduce/{model}/reduced.parquet", model=MODELS),
         thumbnails=expand("results/thumbnails/shard-{shard}.parquet", shard=SHARDS),
         names=expand("results/analysis/clusters/{model}/groups.parquet", model=MODELS),
+        slices="results/analysis/slices/slices.parquet",
+        slice_members="results/analysis/slices/members.parquet",
     output:
         atlas="results/atlas/atlas.parquet",
         state="results/atlas/state.json",

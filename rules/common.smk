@@ -4,6 +4,7 @@
 # job the data needs. Nothing is written under results/ until `onstart` commits the plan.
 import re
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 # The workflow plans with the package from this checkout, as scripts/_bootstrap.py does for jobs.
@@ -47,6 +48,12 @@ from cxratlas.analysis.leads import top_leads_text  # noqa: E402
 from cxratlas.analysis.subgroup_plan import check_planned_subgroups  # noqa: E402
 from cxratlas.io import atlas_view_files  # noqa: E402
 from cxratlas.reduce.backend import job_backend  # noqa: E402
+from cxratlas.slices.classifiers import (  # noqa: E402
+    PROBE_SCORES,
+    ClassifierError,
+    plan_classifiers,
+)
+from cxratlas.slices.run import AcrossSettings, SliceSettings  # noqa: E402
 
 
 def _stopped(exc):
@@ -112,6 +119,21 @@ def _check_subgroups():
 
 
 _check_subgroups()
+
+
+def _classifiers():
+    """The classifiers whose error slices the run finds, each checked before any job."""
+    try:
+        return plan_classifiers(config, PLAN, DATASETS, check=workflow.is_main_process)
+    except ClassifierError as exc:
+        raise _stopped(exc) from None
+
+
+CLASSIFIERS = _classifiers()  # name -> slices.classifiers.ClassifierSpec
+if workflow.is_main_process:
+    logger.info(
+        f"error slices of {len(CLASSIFIERS)} classifier(s): {', '.join(CLASSIFIERS)}"
+    )
 
 
 def commit():
@@ -329,3 +351,33 @@ def classifier_scores():
 def analysis_subgroups():
     """The subgroups' overview (which needs every subgroup's job), when any is named."""
     return [f"{SUBGROUP_DIR}/overview.tsv"] if SUBGROUPS else []
+
+
+# The error slices' inputs and params (rules/slices.smk): one classifier per wildcard.
+def classifier_inputs(wildcards):
+    """A user classifier's predictions file, or the probes' scores for probe_<model>."""
+    spec = CLASSIFIERS[wildcards.classifier]
+    return {"scores": PROBE_SCORES} if spec.probe else {"predictions": spec.predictions}
+
+
+def classifier_spec(wildcards):
+    return asdict(CLASSIFIERS[wildcards.classifier])
+
+
+def classifier_thresholds(wildcards):
+    """Per finding the classifier scores (a probe: every finding probed), its threshold
+    (None: the Youden point)."""
+    spec = CLASSIFIERS[wildcards.classifier]
+    findings = spec.findings or config["analysis"]["probes"]["findings"] or PLAN.findings
+    return {f: spec.threshold_of(f) for f in findings}
+
+
+def slice_settings(keys):
+    """What of analysis.slices a step reads: a change elsewhere reruns none of its jobs."""
+    return {k: config["analysis"]["slices"][k] for k in keys}
+
+
+def slice_jobs(name):
+    return expand(
+        "results/analysis/slices/{classifier}/{name}", classifier=CLASSIFIERS, name=name
+    )

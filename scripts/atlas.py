@@ -18,5 +18,6 @@ summary = build_atlas(
     metadata_columns=p.metadata_columns,
     ids_hashed=p.ids_hashed,
     names=by_model(snakemake.input.names),
+    slices=(snakemake.input.slices, snakemake.input.slice_members),
 )
 write_json(summary, snakemake.output.summary)

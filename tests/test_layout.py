@@ -9,7 +9,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "src"
 # the flow, in order; a stage may import the shared modules and any stage before it
-STAGES = ["ingest", "embed", "reduce", "atlas", "analysis"]
+STAGES = ["ingest", "embed", "reduce", "atlas", "analysis", "slices"]
 SHARED = {"io", "figures", "figure_check", "config", "config_errors", "logs", "memory",
           "subgroups", "demo", "__init__"}  # fmt: skip
 OUTSIDE = {"cli", "testing"}  # entry points and test support sit above every stage

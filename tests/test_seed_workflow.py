@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from PIL import Image
-from workflow_runs import ANALYSIS, job_stats, snakemake
+from workflow_runs import ANALYSIS, DEFAULT_MODELS, job_stats, slice_jobs, snakemake
 
 from cxratlas.io import embedding_table, read_embeddings, write_parquet
 from cxratlas.testing import tiny_models
@@ -141,6 +141,7 @@ def test_a_sixth_entry_of_a_known_kind_plans_only_its_jobs(repo, seed_run):
         "atlas": 1,
         "all": 1,
         **ANALYSIS,
+        **slice_jobs(*DEFAULT_MODELS, *models, "chexagent"),
     }
     for model in models:
         assert f"output: results/embeddings/{model}/shard" not in out  # no job for it

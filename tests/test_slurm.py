@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from workflow_runs import ANALYSIS, job_stats
+from workflow_runs import ANALYSIS, DEFAULT_MODELS, job_stats, slice_jobs
 
 ONE_SHARD = {"embed_shard": 1, "merge_embeddings": 1, "reduce": 1, "atlas": 1, "all": 1}
 
@@ -253,7 +253,8 @@ def test_a_cancelled_job_is_detected_and_resubmitted(broken):
 
 def test_the_next_run_plans_and_runs_only_the_failed_shard(fixed):
     assert fixed.plan.returncode == 0, _explain(fixed.plan)
-    assert job_stats(fixed.plan.stdout) == {**ONE_SHARD, **ANALYSIS}
+    slices = slice_jobs(*DEFAULT_MODELS, *fixed.models)  # every probe changes
+    assert job_stats(fixed.plan.stdout) == {**ONE_SHARD, **ANALYSIS, **slices}
     assert f"results/embeddings/{NEW}/shard-1.parquet" in fixed.plan.stdout
     now = _shards(fixed, NEW)
     assert {s: now[s] for s in fixed.broken.shards} == fixed.broken.shards  # bit for bit
@@ -268,7 +269,8 @@ def test_dry_run_plans_a_new_model_alone_in_packed_jobs(fixed):
     proc = fixed.run("-n")
     assert proc.returncode == 0, _explain(proc)
     new_model = {"embed_shard": SHARDS, "merge_embeddings": 1, "reduce": 1, "atlas": 1, "all": 1}
-    assert job_stats(proc.stdout) == {**new_model, **ANALYSIS}
+    slices = slice_jobs(*DEFAULT_MODELS, *fixed.models)
+    assert job_stats(proc.stdout) == {**new_model, **ANALYSIS, **slices}
     for shard in range(SHARDS):
         assert f"results/embeddings/pixels_8/shard-{shard}.parquet" in proc.stdout
     assert proc.stdout.count("Group job embed_pixels_8 ") == -(-SHARDS // PER_JOB)

@@ -14,7 +14,15 @@ import pytest
 import yaml
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
-from workflow_runs import ANALYSIS, SNAKEMAKE, job_stats, snakemake, write_config
+from workflow_runs import (
+    ANALYSIS,
+    DEFAULT_MODELS,
+    SNAKEMAKE,
+    job_stats,
+    slice_jobs,
+    snakemake,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -112,6 +120,7 @@ def test_dry_run_plans_every_shard_and_a_new_model_alone(repo, demo_run, tmp_pat
         "atlas": 1,
         "all": 1,
         **ANALYSIS,
+        **slice_jobs(*DEFAULT_MODELS, "pixels_16"),
     }
     for old in ("pixels_32", "pixels_64_pca"):  # no job writes an old model's shard
         assert f"output: results/embeddings/{old}/shard" not in out

@@ -16,6 +16,16 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 ANALYSIS = {"compare": 1, "disagreement": 1, "probes": 1, "shortcuts": 1, "cluster_report": 1,
             "cluster_stability": 1, "label_noise": 1, "quality": 1, "map_drift": 1,
             "maps": 1, "summary": 1}  # fmt: skip
+DEFAULT_MODELS = tuple(yaml.safe_load((Path(__file__).parent.parent / "config/config.yaml")
+                                      .read_text())["models"])  # fmt: skip
+
+
+def slice_jobs(*models: str) -> dict[str, int]:
+    """The error-slice jobs a run plans when every model's probe changes (a model added or
+    re-embedded): without a `classifiers` section each model's probe is a classifier, and each
+    classifier's job slices it in every model's space. `models`: the run's models."""
+    n = len(set(models))
+    return {"classifier": n, "slices": n, "slices_across": 1}
 
 
 def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True, env: dict | None = None):

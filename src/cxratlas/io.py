@@ -477,7 +477,53 @@ def pair_agreement_column(a: str, b: str) -> str:
     return f"agreement_{a}_vs_{b}"
 
 
+SLICES_PREFIX = "slices_"
+
+
+def slice_column(classifier: str, model: str) -> str:
+    """The atlas column listing each image's flagged error slices of a classifier on a model's
+    map (`slices.across`): a list of strings like `findings`."""
+    return f"{SLICES_PREFIX}{classifier}_{model}"
+
+
+def slice_label(finding: str, slice_: str) -> str:
+    """How a slice reads in the atlas and the leads: "pneumonia s1"."""
+    return f"{finding} {slice_}"
+
+
 def atlas_models(path: str | os.PathLike) -> list[str]:
     """The models an atlas file holds, in column order."""
     names = pq.read_schema(path).names
     return [n[2:] for n in names if n.startswith("x_") and f"y_{n[2:]}" in names]
+
+
+CLASSIFIER_META_KEY = b"cxratlas.classifier"
+# a classifier's predictions, one long table (`slices.classifiers`): every finding it scores
+CLASSIFIER_COLUMNS = ("classifier", "finding", "image_id", "label", "score")
+
+
+def write_classifier(df, path: str | os.PathLike, classifier: str) -> None:
+    """Write one classifier's long table (`CLASSIFIER_COLUMNS`: label int8 0/1 from the
+    manifest, score float64), its name in the footer, for `by_classifier`."""
+    table = pa.Table.from_pandas(df[list(CLASSIFIER_COLUMNS)], preserve_index=False)
+    meta = {**(table.schema.metadata or {}), CLASSIFIER_META_KEY: json.dumps({"name": classifier})}
+    write_parquet(table.replace_schema_metadata(meta), path)
+
+
+def classifier_of(path: str | os.PathLike) -> str:
+    """The classifier a table written by `write_classifier` holds, as its footer records it."""
+    meta = (pq.read_schema(path).metadata or {}).get(CLASSIFIER_META_KEY)
+    if meta is None:
+        raise ValueError(f"{path}: records no classifier name; rerun the job that wrote it")
+    return json.loads(meta)["name"]
+
+
+def by_classifier(paths) -> dict[str, str]:
+    """Classifier tables keyed by the classifier each records (never by list position)."""
+    out: dict[str, str] = {}
+    for path in paths:
+        name = classifier_of(path)
+        if name in out:
+            raise ValueError(f"{path} and {out[name]} both hold classifier {name!r}")
+        out[name] = str(path)
+    return out

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from cxratlas.io import ATLAS_AGREEMENT, ATLAS_FINDINGS, ATLAS_IMAGE, AtlasModelColumns
+from cxratlas.io import (
+    ATLAS_AGREEMENT,
+    ATLAS_FINDINGS,
+    ATLAS_IMAGE,
+    SLICES_PREFIX,
+    AtlasModelColumns,
+)
 
 COUNT_FIELDS = ("dataset", "view_position", "manufacturer", "sex", "age_band")
 # Embedding Atlas's count plots cut a category at 150 px by default: a cluster's label (about 35
@@ -28,6 +34,10 @@ def atlas_state(
     ]
     if ATLAS_FINDINGS in cols:
         charts.append(_count_plot(ATLAS_FINDINGS, is_list=True))
+    # each classifier's error slices on these models' maps (`slices_<classifier>_<model>`)
+    ends = tuple(f"_{m}" for m in models)
+    charts += [_count_plot(c, is_list=True) for c in cols
+               if c.startswith(SLICES_PREFIX) and c.endswith(ends)]  # fmt: skip
     # brushing a histogram selects, e.g., the images the models disagree on, in every view
     charts += [histogram(f) for f in (ATLAS_AGREEMENT, *(c.outlier for c in own)) if f in cols]
     charts.append({"type": "instances", "title": "Images"})

@@ -30,6 +30,8 @@ from cxratlas.io import (
     pair_agreement_column,
     read_cluster_names,
     read_manifest,
+    slice_column,
+    slice_label,
     write_json,
     write_parquet,
 )
@@ -75,11 +77,14 @@ def build_atlas(
     metadata_columns: list[str],
     ids_hashed: bool = True,
     names: dict[str, str] | None = None,
+    slices: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Join the sample, its metadata, thumbnails and every model's reduction into the atlas.
 
     `names`: per model, its cluster report's groups table (`group`, `name`): the cluster names
-    the atlas shows (without one, a cluster is named by its id). Beside the state, each model's
+    the atlas shows (without one, a cluster is named by its id). `slices`: the error slices'
+    table and members (`slices.across`): a column per classifier and model lists each image's
+    flagged slices ("pneumonia s1"). Beside the state, each model's
     one-model view (`io.atlas_view_files`) is written, its cluster names placed on its map.
 
     `metadata_columns` is the privacy allow-list; patient/study ids arrive hashed from ingest
@@ -101,6 +106,9 @@ def build_atlas(
         cols |= model_cols
     if len(tables) > 1:
         cols |= _agreement(tables, ids)
+    if slices:
+        found = slice_columns(*map(pd.read_parquet, slices), ids)
+        cols |= {k: pa.array(v, pa.list_(pa.string())) for k, v in found.items()}
     write_parquet(pa.table(cols), out_path)
     write_json(atlas_state(list(reduced), cols, columns.attributes), state_path)
     for m in tables:
@@ -221,6 +229,26 @@ def _model_columns(
         "noise_fraction": float((cluster == -1).mean()) if len(ids) else 0,
     }
     return cols, summary
+
+
+def slice_columns(table: pd.DataFrame, members: pd.DataFrame, ids: list[str]) -> dict:
+    """The error slices' columns (`io.slice_column`): per classifier and model, each image's
+    flagged slices ("pneumonia s1", a list like `findings`: an image can fail in several
+    findings), for the classifiers and models with at least one. `table` and `members` are
+    `results/analysis/slices/slices.parquet` and `members.parquet`."""
+    key = ["classifier", "finding", "model", "slice"]
+    flagged = table.loc[table["flagged"].fillna(False).astype(bool), key]
+    held = members.merge(flagged)
+    pos = pd.Series(np.arange(len(ids)), index=ids)
+    out = {}
+    for (classifier, model), rows in held.groupby(["classifier", "model"], sort=False):
+        lists: list[list[str]] = [[] for _ in ids]
+        at = pos.reindex(rows["image_id"]).to_numpy()
+        for i, r in zip(at, rows.itertuples(index=False), strict=True):
+            if not np.isnan(i):
+                lists[int(i)].append(slice_label(r.finding, r.slice))
+        out[slice_column(classifier, model)] = lists
+    return out
 
 
 def _agreement(tables: dict[str, pa.Table], ids: list[str]) -> dict[str, pa.Array]:

@@ -1,0 +1,86 @@
+"""Error slices as leads (kind `error_slice`) for the summary's ranking.
+
+One lead per recurrence (a slice found in several models' spaces is one finding): the slice of
+it with the largest AUROC drop speaks for it. Strength: that drop (AUROC outside minus the
+slice's AUROC, or its BNSP / BPSN for a one-class slice), on the same 0-1 scale as a subgroup
+gap. Images: the slice's most typical errors (highest responsibility under the fit that placed
+them), then its most typical other members.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cxratlas.io import slice_column, slice_label
+from cxratlas.slices.across import significant
+
+KIND = "error_slice"
+IMAGES = 8  # example thumbnails per lead, as `analysis.leads.IMAGES`
+SLICES = "results/analysis/slices/slices.parquet"
+METRIC_TEXT = {"auroc": "AUROC", "bnsp": "BNSP AUROC (its positives against all negatives "
+               "outside it)", "bpsn": "BPSN AUROC (its negatives against all positives "
+               "outside it)"}  # fmt: skip
+
+
+def typical_images(members: pd.DataFrame, n: int = IMAGES) -> list[str]:
+    """A slice's errors first, most typical first, then its other members."""
+    rows = members.sort_values(["error", "typicality"], ascending=False)
+    return rows["image_id"].head(n).tolist()
+
+
+def error_slice_leads(slices: pd.DataFrame, members: pd.DataFrame) -> list:
+    """The `analysis.leads.Lead`s of the flagged slices of `slices.parquet` and
+    `members.parquet` (`across.combine`).
+    Lead is imported here, not at the top, so `analysis.leads` may import this module."""
+    from cxratlas.analysis.leads import Lead
+
+    sig = slices[significant(slices)]
+    key = ["classifier", "finding", "model", "slice"]
+    by_slice = {k: g for k, g in members.groupby(key, sort=False)}
+    out = []
+    for _, group in sig.groupby(["classifier", "recurrence"], sort=False):
+        r = group.loc[group["drop"].idxmax()]
+        others = sorted(set(group["model"]) - {r["model"]})
+        own = by_slice.get(tuple(r[key]), members.iloc[:0])
+        out.append(Lead(KIND, r["model"], _title(r, others), _evidence(r),
+                        f"{r['model']}'s map: click {slice_label(r['finding'], r['slice'])!r} in "
+                        f"the {slice_column(r['classifier'], r['model'])} count plot",
+                        f"{SLICES}: classifier={r['classifier']}, finding={r['finding']}, "
+                        f"model={r['model']}, slice={r['slice']}",
+                        float(r["drop"]), typical_images(own)))  # fmt: skip
+    return out
+
+
+def _title(r, others: list[str]) -> str:
+    where = (
+        f"slice {r['slice']}"
+        if r["method"] == "mixture"
+        else f"map cluster {r['cluster_name'] or r['slice']!r}"
+    )
+    also = f" (also in {', '.join(others)}'s space)" if others else ""
+    return (
+        f"{r['classifier']} fails on {r['finding']} in {r['n_images']} images: {where} of "
+        f"{r['model']}{also}"
+    )
+
+
+def _tested(found_on: str) -> str:
+    """How the slice was tested, in words."""
+    if found_on == "map cluster":
+        return "a cluster of the map, which nothing chose for its errors"
+    if found_on == "both halves":
+        return "found on both halves of the patients, each image placed by the other half's fit"
+    other = {"half 1": "half 2", "half 2": "half 1"}[found_on]
+    return f"found on {found_on} of the patients, tested on {other}"
+
+
+def _evidence(r) -> str:
+    metric = METRIC_TEXT[r["metric"]]
+    return (
+        f"{metric} {r['auroc_in']:.2f} (95% CI {r['auroc_in_low']:.2f}-"
+        f"{r['auroc_in_high']:.2f}) inside against {r['auroc_out']:.2f} outside; "
+        f"{int(r['fn'])} false negative(s) and {int(r['fp'])} false positive(s) at "
+        f"{r['threshold']:.3g}, errors {r['error_lift']:.1f}x as common as overall; "
+        f"BH-adjusted p {r['p_adj']:.1e} ({_tested(r['found_on'])}); its images: "
+        f"{r['description']}"
+    )

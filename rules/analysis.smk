@@ -333,6 +333,8 @@ rule summary:
         compare_pairs="results/analysis/compare/pairs.parquet",
         compare_models="results/analysis/compare/models.parquet",
         compare_clusters="results/analysis/compare/clusters.parquet",
+        slices="results/analysis/slices/slices.parquet",
+        slice_members="results/analysis/slices/members.parquet",
         manifest="results/manifest.parquet",
         enrichment=expand(
             "results/analysis/clusters/{model}/enrichment.parquet", model=MODELS

@@ -48,11 +48,8 @@ from cxratlas.analysis.leads import top_leads_text  # noqa: E402
 from cxratlas.analysis.subgroup_plan import check_planned_subgroups  # noqa: E402
 from cxratlas.io import atlas_view_files  # noqa: E402
 from cxratlas.reduce.backend import job_backend  # noqa: E402
-from cxratlas.slices.classifiers import (  # noqa: E402
-    PROBE_SCORES,
-    ClassifierError,
-    plan_classifiers,
-)
+from cxratlas.slices.classifiers import PROBE_SCORES, ClassifierError  # noqa: E402
+from cxratlas.slices.plan import plan_classifiers  # noqa: E402
 from cxratlas.slices.run import AcrossSettings, SliceSettings  # noqa: E402
 
 

@@ -2,11 +2,13 @@
 ranked leads, checks, maps, terms)."""
 
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
+import pandas as pd
 
 from cxratlas.analysis.leads import leads_table
 from cxratlas.analysis.summary import SummaryInputs, build_summary, write_landing, write_markdown
 from cxratlas.io import by_model, write_frame
 from cxratlas.logs import setup_logging
+from cxratlas.slices.leads import error_slice_leads
 
 setup_logging(snakemake.log[0])
 i, p = snakemake.input, snakemake.params
@@ -22,7 +24,9 @@ inputs = SummaryInputs(
     label_noise=i.get("label_noise"), outlier_quantile=p.clusters["outlier_quantile"],
     max_noise=p.clusters["max_noise"],
 )  # fmt: skip
-blocks, leads = build_summary(inputs)
+# where a classifier fails: its flagged slices join the leads (kind error_slice)
+extra = error_slice_leads(pd.read_parquet(i.slices), pd.read_parquet(i.slice_members))
+blocks, leads = build_summary(inputs, extra)
 write_frame(leads_table(leads), snakemake.output.leads)
 write_markdown(blocks, snakemake.output.markdown, snakemake.output.strips)
 write_landing(blocks, snakemake.output.landing)

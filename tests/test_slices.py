@@ -110,7 +110,11 @@ def test_the_other_finding_has_its_own_planted_slice_and_leads_name_it(planted):
     leads = error_slice_leads(table, members)
     assert {x.kind for x in leads} == {KIND} and len(leads) >= 2
     top = max(leads, key=lambda x: x.strength)
-    assert top.model == "sees" and "fails on" in top.title and "BNSP" in top.evidence
+    assert top.models[0] == "sees" and "fails on" in top.title and "BNSP" in top.evidence
+    # each example is captioned: its call, label and score
+    assert set(top.captions) == set(top.images) and top.legend.startswith("under each image")
+    assert all(c[0].startswith(("FN", "FP")) and c[1].startswith("score ") for c in
+               top.captions.values())  # fmt: skip
     r = table[table["flagged"]].sort_values("drop").iloc[-1]
     assert top.strength == pytest.approx(r["auroc_out"] - r["auroc_in"])
     own = members.merge(table.loc[[r.name], ["classifier", "finding", "model", "slice"]])

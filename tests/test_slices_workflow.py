@@ -163,6 +163,11 @@ def test_a_planted_classifier_is_caught_where_the_maps_show_its_stratum(repo, de
     leads = error_slice_leads(table, members)
     assert leads and all(set(x.images) for x in leads)
     assert max(np.mean([i in planted for i in x.images]) for x in leads) >= 0.8
+    # and the summary ranks them with the other leads
+    ranked = pd.read_parquet(run / "results/summary/leads.parquet")
+    assert (ranked["kind"] == "error_slice").any() and ranked.loc[
+        ranked["kind"] == "error_slice", "title"
+    ].str.contains("vendor fails on").all()
     # the same run with errors at random: nothing below BH 0.05
     config = with_classifier(run, planted_predictions(run, "random"))
     snakemake(repo, run, "--configfile", str(run / "test.yaml"), config)

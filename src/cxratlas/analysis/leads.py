@@ -16,11 +16,14 @@ Kinds, in the order the ranking takes them (`KINDS`):
 4. `subgroup_gap`: a finding probe that works less well in one subgroup, the two subgroups' CIs
    apart (`shortcuts/gaps.parquet`, `separated`), where the pooled probe's CI is above chance;
    strength: the AUROC gap.
-5. `outliers`: each model's outlier region (the top `outlier_quantile` of its outlier score);
+5. `error_slice`: where a classifier fails (the error slices stage's own collector,
+   `cxratlas.slices.leads`, passed in as `extra`): one lead per recurrence across models;
+   strength: the AUROC drop inside the slice.
+6. `outliers`: each model's outlier region (the top `outlier_quantile` of its outlier score);
    strength: how far its mean score sits above the rest (ratio - 1).
-6. `disagreement`: the images the models agree on least (`disagreement/images.parquet`),
+7. `disagreement`: the images the models agree on least (`disagreement/images.parquet`),
    against the mean agreement of the whole sample; strength: 1 - their mean agreement.
-7. `fragile`: a finding whose probe, trained on labels of which 10 % were flipped and scored
+8. `fragile`: a finding whose probe, trained on labels of which 10 % were flipped and scored
    against the original labels, loses `FRAGILE_DROP` AUROC or more, with its interval over the
    draws wholly below the interval without flips (`label_noise/label_noise.parquet`);
    strength: the drop.
@@ -46,8 +49,8 @@ import pandas as pd
 from cxratlas.analysis.label_noise import noise_summary
 from cxratlas.subgroups import subgroup_frame
 
-KINDS = ("shortcut", "cluster_attribute", "cluster_finding", "subgroup_gap", "outliers",
-         "disagreement", "fragile")  # fmt: skip
+KINDS = ("shortcut", "cluster_attribute", "cluster_finding", "subgroup_gap", "error_slice",
+         "outliers", "disagreement", "fragile")  # fmt: skip
 TOP_LEADS = 10
 MIN_SHARE = 0.6
 MIN_ODDS = 4.0
@@ -442,7 +445,7 @@ def rank_leads(leads: list[Lead]) -> list[Lead]:
 def find_leads(s: Study, extra: list[Lead] = ()) -> list[Lead]:
     """Every kind's leads (and `extra` ones, such as error slices), merged across models and
     ranked."""
-    found = [lead for kind in KINDS for lead in COLLECTORS[kind](s)]
+    found = [lead for kind in KINDS if kind in COLLECTORS for lead in COLLECTORS[kind](s)]
     return rank_leads(merge_across_models([*found, *extra]))
 
 

@@ -38,30 +38,44 @@ def error_slice_leads(slices: pd.DataFrame, members: pd.DataFrame) -> list:
     key = ["classifier", "finding", "model", "slice"]
     by_slice = {k: g for k, g in members.groupby(key, sort=False)}
     out = []
-    for _, group in sig.groupby(["classifier", "recurrence"], sort=False):
+    for (classifier, recurrence), group in sig.groupby(["classifier", "recurrence"], sort=False):
         r = group.loc[group["drop"].idxmax()]
         others = sorted(set(group["model"]) - {r["model"]})
         own = by_slice.get(tuple(r[key]), members.iloc[:0])
-        out.append(Lead(KIND, r["model"], _title(r, others), _evidence(r),
-                        f"{r['model']}'s map: click {slice_label(r['finding'], r['slice'])!r} in "
-                        f"the {slice_column(r['classifier'], r['model'])} count plot",
-                        f"{SLICES}: classifier={r['classifier']}, finding={r['finding']}, "
-                        f"model={r['model']}, slice={r['slice']}",
-                        float(r["drop"]), typical_images(own)))  # fmt: skip
+        images = typical_images(own)
+        out.append(Lead(
+            KIND, [r["model"], *others], _subject(r, others), _evidence(r),
+            f"{r['model']}'s map: click {slice_label(r['finding'], r['slice'])!r} in the "
+            f"{slice_column(r['classifier'], r['model'])} count plot",
+            f"{SLICES}: classifier={r['classifier']}, finding={r['finding']}, "
+            f"model={r['model']}, slice={r['slice']}",
+            float(r["drop"]), images, _captions(own, images, r["finding"]),
+            f"under each image: the call (FN false negative, FP false positive, ok), "
+            f"{r['finding']} (+ positive, - negative), the classifier's score",
+            key=(KIND, classifier, recurrence), short=f"{r['n_images']} images",
+        ))  # fmt: skip
     return out
 
 
-def _title(r, others: list[str]) -> str:
+def _subject(r, others: list[str]) -> str:
     where = (
-        f"slice {r['slice']}"
+        f"a slice of {r['model']}'s space"
         if r["method"] == "mixture"
-        else f"map cluster {r['cluster_name'] or r['slice']!r}"
+        else f"map cluster {r['cluster_name'] or r['slice']!r} of {r['model']}"
     )
-    also = f" (also in {', '.join(others)}'s space)" if others else ""
-    return (
-        f"{r['classifier']} fails on {r['finding']} in {r['n_images']} images: {where} of "
-        f"{r['model']}{also}"
-    )
+    also = ", also found in the others' spaces" if others else ""
+    return f"{r['classifier']} fails on {r['finding']} in {r['n_images']} images: {where}{also}"
+
+
+def _captions(members: pd.DataFrame, images: list[str], finding: str) -> dict[str, list[str]]:
+    rows = members.drop_duplicates("image_id").set_index("image_id")
+    out = {}
+    for image in images:
+        m = rows.loc[image]
+        label = int(m["label"])
+        call = ("FN" if label else "FP") if bool(m["error"]) else "ok"
+        out[image] = [f"{call} · {finding} {'+' if label else '-'}", f"score {m['score']:.2f}"]
+    return out
 
 
 def _tested(found_on: str) -> str:

@@ -87,7 +87,7 @@ def isolation_figure(iso: pd.DataFrame, out_path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cxratlas.io import save_figure
+    from cxratlas.figures import save_figure
 
     classifiers = list(dict.fromkeys(iso["classifier"])) or ["(none)"]
     fig, axes = plt.subplots(1, len(classifiers), squeeze=False,

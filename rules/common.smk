@@ -365,7 +365,9 @@ def classifier_thresholds(wildcards):
     """Per finding the classifier scores (a probe: every finding probed), its threshold
     (None: the Youden point)."""
     spec = CLASSIFIERS[wildcards.classifier]
-    findings = spec.findings or config["analysis"]["probes"]["findings"] or PLAN.findings
+    findings = (
+        spec.findings or config["analysis"]["probes"]["findings"] or PLAN.findings
+    )
     return {f: spec.threshold_of(f) for f in findings}
 
 

@@ -248,7 +248,7 @@ def test_where_models_disagree_and_whether_clusters_are_stable(demo_run):
 # matplotlib figures the 300-image demo run draws: EDA, love plot, agreement heatmaps and curve,
 # probes, the shortcut audit's three, label noise, skipped images, per model its stability
 # sweep and its two maps (each as PNG and SVG). Contact sheets and lead strips are PIL images.
-DEMO_FIGURES = 20
+DEMO_FIGURES = 21  # 20 analysis figures and the error slices' isolation chart
 
 
 @pytest.mark.smoke  # make test-fast: reads the shared run's figure checks, adds no run

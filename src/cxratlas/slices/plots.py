@@ -87,6 +87,7 @@ def isolation_figure(iso: pd.DataFrame, out_path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from cxratlas.analysis.plots import text_colour_on
     from cxratlas.figures import save_figure
 
     classifiers = list(dict.fromkeys(iso["classifier"])) or ["(none)"]
@@ -114,7 +115,7 @@ def isolation_figure(iso: pd.DataFrame, out_path: str) -> None:
                 continue
             text = f"{v:.0%}\n{int(flagged.iat[i, j])} slice(s)"
             ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                    color="white" if v < 0.6 else "black")  # fmt: skip
+                    color=text_colour_on(cmap(v)))  # fmt: skip
         ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
         ax.set_yticks(range(grid.shape[0]), grid.index)
         ax.set_title(f"{name}:\nthe errors its flagged slices hold", fontsize=9)

@@ -129,7 +129,7 @@ def _step(repo, workdir, rows, new: int, fmt: str = "csv", intruder=None, target
     if intruder:
         _run_with_intruder(repo, workdir, intruder, targets)
     else:
-        snakemake(repo, workdir, *targets)
+        snakemake(repo, workdir, targets=targets)
     written = _reports(workdir, before)
     for model in MODELS:
         done = [r for k, r in written.items() if f"/{model}/" in k]
@@ -163,7 +163,7 @@ def _run_with_intruder(repo, workdir: Path, config: str, targets=()) -> None:
     """Run, and start a second snakemake (another config) while the first one's jobs run."""
     cmd = [*SNAKEMAKE, "-s", str(repo / "Snakefile"), "-d", str(workdir), "--cores", "2"]
     first = subprocess.Popen(
-        [*cmd, "--configfile", str(workdir / "test.yaml"), *targets],
+        [*cmd, *targets, "--configfile", str(workdir / "test.yaml")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -28,9 +28,17 @@ def slice_jobs(*models: str) -> dict[str, int]:
     return {"classifier": n, "slices": n, "slices_across": 1}
 
 
-def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True, env: dict | None = None):
+def snakemake(
+    repo: Path,
+    workdir: Path,
+    *args: str,
+    check: bool = True,
+    env: dict | None = None,
+    targets: tuple = (),
+):
     """Run the workflow in `workdir` on its test.yaml; `env`: variables added to this process's
-    environment for the run (every job sees them)."""
+    environment for the run (every job sees them); `targets`: files to make instead of `all`
+    (given before `--configfile`, which would take them as config files)."""
     cmd = [
         *SNAKEMAKE,
         "-s",
@@ -39,6 +47,7 @@ def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True, env: di
         str(workdir),
         "--cores",
         "2",
+        *targets,
         "--configfile",
         str(workdir / "test.yaml"),
         *args,

@@ -299,12 +299,17 @@ def analysis_disagreement():
 
 
 def summary_optional(wildcards):
-    """The summary's inputs that exist only in some runs: disagreement (two models or more) and
-    label noise (unless switched off)."""
+    """The summary's inputs that exist only in some runs: disagreement (two models or more),
+    label noise (unless switched off) and the subgroups (where the config names any)."""
     out = {}
     if len(MODELS) > 1:
         out["disagreement"] = "results/analysis/disagreement/images.parquet"
     out |= {"label_noise": p for p in analysis_label_noise()}
+    if SUBGROUPS:  # the user's own selections get a section of the landing page
+        for name in ("placement", "performance"):
+            out[f"subgroup_{name}s"] = expand(
+                f"{SUBGROUP_DIR}/{{name}}/{name}.parquet", name=SUBGROUPS
+            )
     return out
 
 

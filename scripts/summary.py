@@ -21,7 +21,10 @@ inputs = SummaryInputs(
     enrichment=by_model(i.enrichment), groups=by_model(i.groups),
     stability=by_model(i.stability), reduced=by_model(i.reduced), maps=by_model(i.maps),
     thumbnails=list(i.thumbnails), disagreement=i.get("disagreement"),
-    label_noise=i.get("label_noise"), outlier_quantile=p.clusters["outlier_quantile"],
+    label_noise=i.get("label_noise"),
+    subgroup_placements=list(i.get("subgroup_placements", [])),
+    subgroup_performances=list(i.get("subgroup_performances", [])),
+    outlier_quantile=p.clusters["outlier_quantile"],
     max_noise=p.clusters["max_noise"],
 )  # fmt: skip
 # where a classifier fails: its flagged slices join the leads (kind error_slice)

@@ -405,7 +405,7 @@ def test_the_summary_lines_name_the_gathering_model_and_a_gap(lateral):
 
     _, result, files = lateral
     lines = subgroup_lines([files["placement"]], [files["performance"]])
-    assert len(lines) == 1 and lines[0].startswith(f"- **lateral** ({result.mask.sum()} images)")
+    assert len(lines) == 1 and lines[0].startswith(f"**lateral** ({result.mask.sum()} images)")
     assert "gathered in pixels_" in lines[0] and "LATERAL" in lines[0]
     gaps = result.performance[(result.performance["delta_high"] < 0)
                               | (result.performance["delta_low"] > 0)]  # fmt: skip
@@ -429,7 +429,8 @@ def test_the_plan_checks_subgroups_and_plans_only_their_jobs(repo, demo_run, tmp
 
     proc = dry({"some": str(tmp_path / "some.txt"), "old": {"query": "age >= 70"}})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert job_stats(proc.stdout) == {"subgroup": 2, "subgroups_overview": 1, "all": 1}
+    assert job_stats(proc.stdout) == {"subgroup": 2, "subgroups_overview": 1, "summary": 1,
+                                      "all": 1}  # fmt: skip
     said = re.search(r"subgroups: (.*)", proc.stdout + proc.stderr).group(1)
     assert "some 30 image(s)" in said and "old " in said
     proc = dry({"old": {"query": "site == 'A' and age >= 70"}})

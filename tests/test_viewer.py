@@ -283,8 +283,13 @@ def test_a_selection_exported_from_the_atlas_comes_back_as_a_subgroup(
 
     subgroups = {"lateral": str(exports["parquet"]), "lateral_csv": str(exports["csv"])}
     planned = job_stats(with_subgroups(subgroups, "-n").stdout)
-    assert planned == {"subgroup": 2, "subgroups_overview": 1, "all": 1}  # no embed, no reduce
+    # no embed, no reduce: the subgroups' jobs, and the summary for its "Your subgroups" lines
+    assert planned == {"subgroup": 2, "subgroups_overview": 1, "summary": 1, "all": 1}
     with_subgroups(subgroups)
+    summary = (run / "results/summary/summary.md").read_text()
+    section = summary.split("## Your subgroups", 1)[1].split("\n## ", 1)[0]
+    for name in subgroups:
+        assert f"- **{name}** ({len(selected)} images): gathered in pixels_" in section
     for name in subgroups:
         members = pd.read_parquet(run / f"results/analysis/subgroups/{name}/members.parquet")
         assert set(members["image_id"]) == selected and members["in_atlas"].all()
@@ -292,7 +297,7 @@ def test_a_selection_exported_from_the_atlas_comes_back_as_a_subgroup(
         assert (placement["members"] == len(selected)).all()
     subgroups["lateral_json"] = str(exports["json"])  # one more: only its job, none other's
     planned = job_stats(with_subgroups(subgroups, "-n").stdout)
-    assert planned == {"subgroup": 1, "subgroups_overview": 1, "all": 1}
+    assert planned == {"subgroup": 1, "subgroups_overview": 1, "summary": 1, "all": 1}
 
 
 def test_one_model_view_shows_its_cluster_names(atlas, static, tmp_path):

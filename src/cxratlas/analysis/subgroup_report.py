@@ -313,7 +313,7 @@ def overview(placements: list[str], member_files: list[str]) -> pd.DataFrame:
 def subgroup_lines(
     placements: list[str], performances: list[str], alpha: float = 0.05
 ) -> list[str]:
-    """A few markdown lines per subgroup for the summary: its size, the model whose space
+    """A line per subgroup for the summary (bold in Markdown's way): its size, the model whose space
     gathers it most (kNN share against random sets), and the classifier and finding whose
     AUROC inside differs most from outside with a CI clear of zero."""
     place = pd.concat([pd.read_parquet(p) for p in placements], ignore_index=True)
@@ -322,7 +322,7 @@ def subgroup_lines(
     for name, rows in place.groupby("subgroup", sort=False):
         best = rows.loc[rows["knn_z"].fillna(-np.inf).idxmax()]
         gathered = "gathered" if best.knn_p < alpha else "not gathered more than random sets"
-        line = (f"- **{name}** ({best.members} images): {gathered} in {best.model}'s space "
+        line = (f"**{name}** ({best.members} images): {gathered} in {best.model}'s space "
                 f"(kNN share {best.knn_share:.2f} against {best.knn_null_mean:.2f} for random "
                 f"sets, {p_text(best.knn_p, best.random_sets)}); most of it in "
                 f"{best.top_cluster or 'noise'} "

@@ -77,6 +77,9 @@ GLOSSARY = {
                          "the same site (or vendor): what is left once the site cannot help.",
     "SMD": "standardised mean difference between the sample and the rows left out; |SMD| above "
            "0.1 is the usual mark of imbalance.",
+    "kNN share (a subgroup)": "the share of a subgroup's images' nearest neighbours that are in "
+                              "the subgroup too, against random sets of the same size: high when "
+                              "the model's space gathers it.",
     "outlier score": "an image's mean cosine distance to its k nearest neighbours.",
     "label noise, original vs flipped": "a probe trained on labels with some flipped is scored "
                                         "against the original labels (what the errors cost) and "
@@ -110,6 +113,8 @@ class SummaryInputs:
     thumbnails: list[str]
     disagreement: str | None = None
     label_noise: str | None = None
+    subgroup_placements: list[str] = field(default_factory=list)  # the config's `subgroups`
+    subgroup_performances: list[str] = field(default_factory=list)
     outlier_quantile: float = 0.95
     max_noise: float = 0.5
 
@@ -343,6 +348,17 @@ def strip(lead: Lead, thumbnails: dict[str, bytes | None]) -> bytes | None:
     return captioned_strip(items, lead.legend) if items else None
 
 
+def subgroup_blocks(i: SummaryInputs) -> list[Block]:
+    """The selections the user named (`subgroups`): where each sits, and where a classifier
+    or probe scores it apart; nothing when the config names none."""
+    from cxratlas.analysis.subgroup_report import subgroup_lines
+
+    if not i.subgroup_placements:
+        return []
+    rows = subgroup_lines(i.subgroup_placements, i.subgroup_performances)
+    return [Block("h2", "Your subgroups", anchor="subgroups"), Block("list", rows=rows)]
+
+
 def build_summary(i: SummaryInputs, extra_leads: list[Lead] = ()) -> tuple[list[Block], list[Lead]]:
     """The summary's blocks, and every lead ranked (the summary shows the first TOP_LEADS)."""
     s = load_study(i)
@@ -360,6 +376,7 @@ def build_summary(i: SummaryInputs, extra_leads: list[Lead] = ()) -> tuple[list[
     blocks.append(Block("h2", f"Leads: what to look at next (top {min(TOP_LEADS, len(leads))} "
                               f"of {len(leads)})", anchor="leads"))  # fmt: skip
     blocks.append(Block("leads", leads=[(x, strip(x, thumbs)) for x in leads[:TOP_LEADS]]))
+    blocks += subgroup_blocks(i)
     blocks.append(Block("h2", "Checks", anchor="checks"))
     blocks.append(Block("list", rows=checks(i) or ["nothing to report"]))
     blocks.append(Block("h2", "Maps", anchor="maps"))

@@ -6,6 +6,7 @@ tests/test_seed_models.py (tiny random models), nothing here was produced by our
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,64 @@ def test_the_tiny_release_layout_names_tensors_as_the_release_does():
     named = {f"image_encoder.{_timm_to_florence(k)}": tuple(v.shape)
              for k, v in model.state_dict().items()}  # fmt: skip
     assert named == {k: s for k, s in keys.items() if k.startswith("image_encoder.")}
+
+
+# --- RAD-DINO: the release's processor file; the architecture from RAD-DINO-MAIRA-2's config ---
+
+
+def portrait_film() -> Image.Image:
+    """A synthetic 600 x 400 (portrait) grey film: 100 everywhere but a bright top band, which a
+    shortest-edge resize and centre crop cuts off and a squash would keep."""
+    film = np.full((600, 400), 100, np.uint8)
+    film[:30] = 250
+    return Image.fromarray(film)
+
+
+def _rad_dino_processor(seed):
+    """Our loader's own processor set-up (`_HFEmbedder._processor`: backend "pil", grey made RGB
+    by us) pointed at the release's preprocessor_config.json; no weights are read."""
+    pytest.importorskip("transformers")
+    from cxratlas.embed.models.hf import HFAutoModelEmbedder
+
+    embedder = HFAutoModelEmbedder.__new__(HFAutoModelEmbedder)  # no model: only the processor
+    embedder.name, embedder.entry = "rad_dino", seed["rad_dino"]
+    embedder._processor(DATA / "rad_dino", None, False)
+    return embedder
+
+
+def test_rad_dino_preprocessing_is_the_release_processor(seed):
+    """No `preprocess` block in the entry, so the release's BitImageProcessor is what runs: short
+    side to 518, a 518 centre crop, bicubic, RAD-DINO's own grey mean and std."""
+    cfg = json.loads((DATA / "rad_dino/preprocessor_config.json").read_text())
+    assert "preprocess" not in seed["rad_dino"]
+    embedder = _rad_dino_processor(seed)
+    p = embedder.processor
+    assert p.size == {"shortest_edge": 518} and p.crop_size == {"height": 518, "width": 518}
+    assert p.do_center_crop and p.resample == 3  # PIL's BICUBIC
+    assert list(p.image_mean) == cfg["image_mean"] and list(p.image_std) == cfg["image_std"]
+    x = embedder.preprocess(portrait_film())
+    assert x.shape == (3, 518, 518)
+    # 600 x 400 -> 777 x 518, crop rows 129..646: the band (rows 0..38) is cut, so row 5 is film
+    film = (100 / 255 - 0.5307) / 0.2583
+    assert np.allclose(x[:, (5, 259), 259], film, atol=1e-5)  # top and centre
+
+
+def test_rad_dino_architecture_and_embedding_size_come_from_the_config(seed):
+    """AutoModel (our `hf_automodel` loader) builds a Dinov2Model from the config: ViT-B/14 with
+    layer scale, 518 px (37 x 37 patches + CLS), and the `pooler` embedding is the layer-normed
+    CLS token, 768-d. The processor's crop is the size the position embeddings were made for."""
+    pytest.importorskip("transformers")
+    from transformers import AutoConfig, AutoModel
+
+    cfg = AutoConfig.from_pretrained(DATA / "rad_dino_maira_2")
+    with torch.device("meta"):
+        model = AutoModel.from_config(cfg)
+    assert type(model).__name__ == "Dinov2Model" and seed["rad_dino"]["pooling"] == "pooler"
+    assert len(model.encoder.layer) == 12 and hasattr(model.encoder.layer[0], "layer_scale1")
+    crop = json.loads((DATA / "rad_dino/preprocessor_config.json").read_text())["crop_size"]
+    # the crop fills the grid the position embeddings were trained on: no interpolation
+    assert crop["height"] == crop["width"] == cfg.image_size
+    assert cfg.image_size % cfg.patch_size == 0
+    assert tuple(model.embeddings.position_embeddings.shape) == (1, 37 * 37 + 1, 768)
+    out = model(pixel_values=torch.empty(1, 3, crop["height"], crop["width"], device="meta"))
+    assert tuple(out.pooler_output.shape) == (1, 768)

@@ -177,3 +177,64 @@ def test_rad_dino_architecture_and_embedding_size_come_from_the_config(seed):
     assert tuple(model.embeddings.position_embeddings.shape) == (1, 37 * 37 + 1, 768)
     out = model(pixel_values=torch.empty(1, 3, crop["height"], crop["width"], device="meta"))
     assert tuple(out.pooler_output.shape) == (1, 768)
+
+
+# --- BiomedCLIP: the release's open_clip_config.json ---
+
+
+def _biomedclip_config() -> dict:
+    return json.loads((DATA / "biomedclip/open_clip_config.json").read_text())
+
+
+def test_biomedclip_vision_tower_and_embedding_size_come_from_the_config():
+    """open_clip builds the image tower from vision_cfg: timm's ViT-B/16 at 224 px, no pooling
+    in timm (open_clip takes the CLS token), a linear projection to embed_dim, 512-d."""
+    open_clip = pytest.importorskip("open_clip")
+    cfg = _biomedclip_config()["model_cfg"]
+    with torch.device("meta"):
+        visual = open_clip.model._build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"])
+    assert tuple(visual.trunk.pos_embed.shape) == (1, (224 // 16) ** 2 + 1, 768)
+    assert (visual.head.proj.in_features, visual.head.proj.out_features) == (768, 512)
+    out = visual(torch.empty(1, 3, 224, 224, device="meta"))
+    assert tuple(out.shape) == (1, cfg["embed_dim"]) == (1, 512)
+
+
+@pytest.fixture(scope="module")
+def biomedclip(seed, tmp_path_factory):
+    """Our open_clip loader on the release's config; only the text tower's names point at a
+    tiny local BERT (BiomedBERT itself would be a download, and encode_image never reads it).
+    No checkpoint: the weights stay random, which the preprocessing does not depend on."""
+    pytest.importorskip("open_clip")
+    pytest.importorskip("transformers")
+    from transformers import BertConfig, BertModel
+
+    from cxratlas.embed.models.open_clip_model import OpenCLIPEmbedder
+
+    root = tmp_path_factory.mktemp("biomedclip")
+    bert = root / "bert"
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, vocab_size=8)).save_pretrained(bert)  # fmt: skip
+    (bert / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"]))
+    cfg = _biomedclip_config()
+    cfg["model_cfg"]["text_cfg"] |= {"hf_model_name": str(bert), "hf_tokenizer_name": str(bert)}
+    folder = root / "model"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps(cfg))
+    entry = seed["biomedclip"] | {"weights": str(folder), "revision": None}
+    return OpenCLIPEmbedder("biomedclip", entry, device="cpu")
+
+
+def test_biomedclip_preprocessing_is_the_release_config(biomedclip):
+    """open_clip's eval transform from the config: short side to 224 (bicubic), a 224 centre
+    crop, the config's CLIP mean and std, each channel its own statistics."""
+    cfg = _biomedclip_config()["preprocess_cfg"]
+    resize, crop = biomedclip.transform.transforms[:2]
+    assert resize.size == 224 and resize.interpolation.value == "bicubic"
+    assert tuple(crop.size) == (224, 224)
+    x = biomedclip.preprocess(portrait_film())
+    assert x.shape == (3, 224, 224)
+    # 600 x 400 -> 336 x 224, crop rows 56..279: the band (rows 0..17) is cut
+    film = (100 / 255 - np.array(cfg["mean"])) / np.array(cfg["std"])
+    assert np.allclose(film, [-0.3324, -0.2513, -0.0582], atol=1e-4)  # by hand, as a check
+    assert np.allclose(x[:, (5, 112), 112], film[:, None], atol=1e-5)  # top and centre
+    assert biomedclip.model.visual.head.proj.out_features == 512

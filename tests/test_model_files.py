@@ -6,6 +6,7 @@ tests/test_seed_models.py (tiny random models), nothing here was produced by our
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,125 @@ def test_the_tiny_release_layout_names_tensors_as_the_release_does():
     named = {f"image_encoder.{_timm_to_florence(k)}": tuple(v.shape)
              for k, v in model.state_dict().items()}  # fmt: skip
     assert named == {k: s for k, s in keys.items() if k.startswith("image_encoder.")}
+
+
+# --- RAD-DINO: the release's processor file; the architecture from RAD-DINO-MAIRA-2's config ---
+
+
+def portrait_film() -> Image.Image:
+    """A synthetic 600 x 400 (portrait) grey film: 100 everywhere but a bright top band, which a
+    shortest-edge resize and centre crop cuts off and a squash would keep."""
+    film = np.full((600, 400), 100, np.uint8)
+    film[:30] = 250
+    return Image.fromarray(film)
+
+
+def _rad_dino_processor(seed):
+    """Our loader's own processor set-up (`_HFEmbedder._processor`: backend "pil", grey made RGB
+    by us) pointed at the release's preprocessor_config.json; no weights are read."""
+    pytest.importorskip("transformers")
+    from cxratlas.embed.models.hf import HFAutoModelEmbedder
+
+    embedder = HFAutoModelEmbedder.__new__(HFAutoModelEmbedder)  # no model: only the processor
+    embedder.name, embedder.entry = "rad_dino", seed["rad_dino"]
+    embedder._processor(DATA / "rad_dino", None, False)
+    return embedder
+
+
+def test_rad_dino_preprocessing_is_the_release_processor(seed):
+    """No `preprocess` block in the entry, so the release's BitImageProcessor is what runs: short
+    side to 518, a 518 centre crop, bicubic, RAD-DINO's own grey mean and std."""
+    cfg = json.loads((DATA / "rad_dino/preprocessor_config.json").read_text())
+    assert "preprocess" not in seed["rad_dino"]
+    embedder = _rad_dino_processor(seed)
+    p = embedder.processor
+    assert p.size == {"shortest_edge": 518} and p.crop_size == {"height": 518, "width": 518}
+    assert p.do_center_crop and p.resample == 3  # PIL's BICUBIC
+    assert list(p.image_mean) == cfg["image_mean"] and list(p.image_std) == cfg["image_std"]
+    x = embedder.preprocess(portrait_film())
+    assert x.shape == (3, 518, 518)
+    # 600 x 400 -> 777 x 518, crop rows 129..646: the band (rows 0..38) is cut, so row 5 is film
+    film = (100 / 255 - 0.5307) / 0.2583
+    assert np.allclose(x[:, (5, 259), 259], film, atol=1e-5)  # top and centre
+
+
+def test_rad_dino_architecture_and_embedding_size_come_from_the_config(seed):
+    """AutoModel (our `hf_automodel` loader) builds a Dinov2Model from the config: ViT-B/14 with
+    layer scale, 518 px (37 x 37 patches + CLS), and the `pooler` embedding is the layer-normed
+    CLS token, 768-d. The processor's crop is the size the position embeddings were made for."""
+    pytest.importorskip("transformers")
+    from transformers import AutoConfig, AutoModel
+
+    cfg = AutoConfig.from_pretrained(DATA / "rad_dino_maira_2")
+    with torch.device("meta"):
+        model = AutoModel.from_config(cfg)
+    assert type(model).__name__ == "Dinov2Model" and seed["rad_dino"]["pooling"] == "pooler"
+    assert len(model.encoder.layer) == 12 and hasattr(model.encoder.layer[0], "layer_scale1")
+    crop = json.loads((DATA / "rad_dino/preprocessor_config.json").read_text())["crop_size"]
+    # the crop fills the grid the position embeddings were trained on: no interpolation
+    assert crop["height"] == crop["width"] == cfg.image_size
+    assert cfg.image_size % cfg.patch_size == 0
+    assert tuple(model.embeddings.position_embeddings.shape) == (1, 37 * 37 + 1, 768)
+    out = model(pixel_values=torch.empty(1, 3, crop["height"], crop["width"], device="meta"))
+    assert tuple(out.pooler_output.shape) == (1, 768)
+
+
+# --- BiomedCLIP: the release's open_clip_config.json ---
+
+
+def _biomedclip_config() -> dict:
+    return json.loads((DATA / "biomedclip/open_clip_config.json").read_text())
+
+
+def test_biomedclip_vision_tower_and_embedding_size_come_from_the_config():
+    """open_clip builds the image tower from vision_cfg: timm's ViT-B/16 at 224 px, no pooling
+    in timm (open_clip takes the CLS token), a linear projection to embed_dim, 512-d."""
+    open_clip = pytest.importorskip("open_clip")
+    cfg = _biomedclip_config()["model_cfg"]
+    with torch.device("meta"):
+        visual = open_clip.model._build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"])
+    assert tuple(visual.trunk.pos_embed.shape) == (1, (224 // 16) ** 2 + 1, 768)
+    assert (visual.head.proj.in_features, visual.head.proj.out_features) == (768, 512)
+    out = visual(torch.empty(1, 3, 224, 224, device="meta"))
+    assert tuple(out.shape) == (1, cfg["embed_dim"]) == (1, 512)
+
+
+@pytest.fixture(scope="module")
+def biomedclip(seed, tmp_path_factory):
+    """Our open_clip loader on the release's config; only the text tower's names point at a
+    tiny local BERT (BiomedBERT itself would be a download, and encode_image never reads it).
+    No checkpoint: the weights stay random, which the preprocessing does not depend on."""
+    pytest.importorskip("open_clip")
+    pytest.importorskip("transformers")
+    from transformers import BertConfig, BertModel
+
+    from cxratlas.embed.models.open_clip_model import OpenCLIPEmbedder
+
+    root = tmp_path_factory.mktemp("biomedclip")
+    bert = root / "bert"
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, vocab_size=8)).save_pretrained(bert)  # fmt: skip
+    (bert / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"]))
+    cfg = _biomedclip_config()
+    cfg["model_cfg"]["text_cfg"] |= {"hf_model_name": str(bert), "hf_tokenizer_name": str(bert)}
+    folder = root / "model"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps(cfg))
+    entry = seed["biomedclip"] | {"weights": str(folder), "revision": None}
+    return OpenCLIPEmbedder("biomedclip", entry, device="cpu")
+
+
+def test_biomedclip_preprocessing_is_the_release_config(biomedclip):
+    """open_clip's eval transform from the config: short side to 224 (bicubic), a 224 centre
+    crop, the config's CLIP mean and std, each channel its own statistics."""
+    cfg = _biomedclip_config()["preprocess_cfg"]
+    resize, crop = biomedclip.transform.transforms[:2]
+    assert resize.size == 224 and resize.interpolation.value == "bicubic"
+    assert tuple(crop.size) == (224, 224)
+    x = biomedclip.preprocess(portrait_film())
+    assert x.shape == (3, 224, 224)
+    # 600 x 400 -> 336 x 224, crop rows 56..279: the band (rows 0..17) is cut
+    film = (100 / 255 - np.array(cfg["mean"])) / np.array(cfg["std"])
+    assert np.allclose(film, [-0.3324, -0.2513, -0.0582], atol=1e-4)  # by hand, as a check
+    assert np.allclose(x[:, (5, 112), 112], film[:, None], atol=1e-5)  # top and centre
+    assert biomedclip.model.visual.head.proj.out_features == 512

@@ -362,6 +362,13 @@ def classifier_inputs(wildcards):
     return {"scores": PROBE_SCORES} if spec.probe else {"predictions": spec.predictions}
 
 
+def label_policy():
+    """How -1 and blank labels read (analysis.probes.uncertain, .missing): a classifier's
+    labels are the probes' labels."""
+    p = config["analysis"]["probes"]
+    return {"uncertain": p["uncertain"], "missing": p.get("missing", "ignore")}
+
+
 def classifier_spec(wildcards):
     return asdict(CLASSIFIERS[wildcards.classifier])
 

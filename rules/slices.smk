@@ -17,7 +17,7 @@ rule classifier:
         spec=classifier_spec,
         sample=SAMPLE,
         members=PLAN.members_sha,
-        uncertain=config["analysis"]["probes"]["uncertain"],
+        labels=label_policy(),
     script:
         "../scripts/classifier.py"
 

@@ -4,6 +4,7 @@
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 import pandas as pd
 
+from cxratlas.analysis.probes import LabelPolicy
 from cxratlas.io import read_manifest, write_classifier
 from cxratlas.logs import setup_logging
 from cxratlas.slices.classifiers import ClassifierSpec, normalise_predictions, probe_classifier
@@ -17,5 +18,5 @@ if spec.probe is not None:
 else:
     manifest = read_manifest(snakemake.input.manifest)[0].set_index("image_id")
     sample = pd.Index(pd.read_parquet(p.sample, columns=["image_id"])["image_id"])
-    table = normalise_predictions(spec, manifest, sample, p.uncertain)
+    table = normalise_predictions(spec, manifest, sample, LabelPolicy(**p.labels))
 write_classifier(table, snakemake.output.table, spec.name)

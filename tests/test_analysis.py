@@ -9,6 +9,7 @@ import pytest
 from cxratlas.analysis.enrichment import describe_groups, enrichment, model_groups
 from cxratlas.analysis.metrics import auroc, macro_auroc, mae
 from cxratlas.analysis.probes import (
+    LabelPolicy,
     finding_labels,
     patient_bootstrap_ci,
     patient_folds,
@@ -90,11 +91,43 @@ def test_patient_memorisation_does_not_leak():
     assert abs(result["auroc"] - 0.5) < 0.15
 
 
-def test_uncertain_labels_policy():
+def test_uncertain_and_blank_labels_policy():
     m = pd.DataFrame({"pneumonia": pd.array([1, 0, -1, None], "Int8")}, index=list("abcd"))
     assert finding_labels(m, "pneumonia").to_dict() == {"a": 1, "b": 0}
-    assert finding_labels(m, "pneumonia", "positive").to_dict() == {"a": 1, "b": 0, "c": 1}
-    assert finding_labels(m, "pneumonia", "negative").to_dict() == {"a": 1, "b": 0, "c": 0}
+    positive, negative = LabelPolicy("positive"), LabelPolicy("negative")
+    assert finding_labels(m, "pneumonia", positive).to_dict() == {"a": 1, "b": 0, "c": 1}
+    assert finding_labels(m, "pneumonia", negative).to_dict() == {"a": 1, "b": 0, "c": 0}
+    blank_absent = LabelPolicy("ignore", "negative")  # not mentioned = absent; -1 still dropped
+    assert finding_labels(m, "pneumonia", blank_absent).to_dict() == {"a": 1, "b": 0, "d": 0}
+
+
+def test_a_finding_of_positives_and_blanks_is_probed_when_blanks_read_as_negatives(tmp_path):
+    """CheXpert's "No Finding" is 1 or blank, never 0: skipped by default with a reason that
+    names the setting, probed (and separable where the embedding holds it) with
+    `missing: negative`; the skipped row's counts are the labelled images."""
+    from cxratlas.analysis.probes import ProbeSettings, run_probes
+    from cxratlas.io import ManifestColumns, embedding_table, write_manifest, write_parquet
+
+    rng = np.random.default_rng(0)
+    n = 120
+    truth = rng.random(n) < 0.4
+    X = rng.normal(size=(n, 8)).astype(np.float32)
+    X[truth, 0] += 3.0
+    ids = [f"i{k}" for k in range(n)]
+    labels = pd.array(np.where(truth, 1, pd.NA), dtype="Int8")  # positives, else blank
+    manifest = pd.DataFrame({"image_id": ids, "patient_id": ids, "no_finding": labels})
+    write_manifest(ManifestColumns(findings=("no_finding",)).tag(manifest),
+                   tmp_path / "manifest.parquet")  # fmt: skip
+    write_parquet(embedding_table(ids, X), tmp_path / "m.parquet")
+    run = lambda policy: run_probes({"m": str(tmp_path / "m.parquet")},  # noqa: E731
+                                    str(tmp_path / "manifest.parquet"), ["no_finding"],
+                                    ProbeSettings(bootstrap=50, labels=policy)).table  # fmt: skip
+    skipped = run(LabelPolicy()).iloc[0]
+    assert skipped["status"] == "skipped" and skipped["n"] == truth.sum()
+    assert f"its {n - truth.sum()} blank label(s) are unknown" in skipped["reason"]
+    assert "analysis.probes.missing: negative" in skipped["reason"]
+    scored = run(LabelPolicy("ignore", "negative")).iloc[0]
+    assert scored["status"] == "scored" and scored["n"] == n and scored["auroc"] > 0.9
 
 
 def test_enrichment_finds_the_planted_subgroup():

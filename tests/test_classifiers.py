@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from cxratlas.analysis.probes import LabelPolicy
 from cxratlas.io import CLASSIFIER_COLUMNS, by_classifier, classifier_of, write_classifier
 from cxratlas.slices.classifiers import (
     ClassifierError,
@@ -132,14 +133,17 @@ def test_a_classifier_becomes_the_long_table_with_labels_from_the_manifest(tmp_p
     spec = predictions(tmp_path)
     manifest = pd.DataFrame({"pneumonia": pd.array([1, 0, -1, None, 0, 1, 1, 0], dtype="Int8")},
                             index=pd.Index([*MANIFEST_IDS], name="image_id"))  # fmt: skip
-    table = normalise_predictions(spec, manifest, SAMPLE, uncertain="ignore")
+    table = normalise_predictions(spec, manifest, SAMPLE)
     assert list(table.columns) == list(CLASSIFIER_COLUMNS)
     # sampled and labelled 1/0: img2 is uncertain, img3 missing, img6 not sampled
     assert table["image_id"].tolist() == ["img0", "img1", "img4", "img5"]
     assert table["label"].tolist() == [1, 0, 0, 1] and table["label"].dtype == np.int8
     assert table["score"].tolist() == [0.9, 0.1, 0.2, 0.7]
     assert (table["classifier"] == "vendor").all() and (table["finding"] == "pneumonia").all()
-    assert len(normalise_predictions(spec, manifest, SAMPLE, uncertain="positive")) == 5
+    # the probes' label reading: uncertain as positive adds img2, blank as negative img3
+    assert len(normalise_predictions(spec, manifest, SAMPLE, LabelPolicy("positive"))) == 5
+    both = normalise_predictions(spec, manifest, SAMPLE, LabelPolicy("positive", "negative"))
+    assert both.set_index("image_id").loc[["img2", "img3"], "label"].tolist() == [1, 0]
     write_classifier(table, tmp_path / "vendor.parquet", "vendor")
     assert classifier_of(tmp_path / "vendor.parquet") == "vendor"
     assert by_classifier([tmp_path / "vendor.parquet"]) == {

@@ -27,8 +27,10 @@ import pandas as pd
 from cxratlas.analysis.enrichment import enrichment, model_groups
 from cxratlas.analysis.metrics import auroc
 from cxratlas.analysis.probes import (
+    KNOWN_ONLY,
     SCORED,
     SKIPPED,
+    LabelPolicy,
     ProbeSettings,
     common_embeddings,
     finding_labels,
@@ -69,13 +71,17 @@ def attenuated(auroc_clean: float, fraction: float, prevalence: float) -> float:
 
 
 def choose_finding(
-    manifest: pd.DataFrame, findings: tuple[str, ...], ids: pd.Index, min_count: int
+    manifest: pd.DataFrame,
+    findings: tuple[str, ...],
+    ids: pd.Index,
+    min_count: int,
+    policy: LabelPolicy = KNOWN_ONLY,
 ) -> tuple[str | None, str]:
     """(finding, why): the most balanced finding over `ids` (the largest minority class among
-    known 0/1 labels), or None with the reason no finding qualifies."""
+    0/1 labels, read as the probes read them), or None with the reason no finding qualifies."""
     best, best_minority = None, -1
     for f in findings:
-        y = finding_labels(manifest, f).reindex(ids).dropna()
+        y = finding_labels(manifest, f, policy).reindex(ids).dropna()
         minority = int(min(y.sum(), len(y) - y.sum()))
         if minority > best_minority:
             best, best_minority = f, minority
@@ -123,9 +129,9 @@ def label_noise_sensitivity(
     loaded, common = common_embeddings(embeddings)
     finding, why = _resolve_finding(s.finding, manifest, columns.findings,
                                     manifest.index.intersection(common, sort=False),
-                                    s.probes.min_positives)  # fmt: skip
+                                    s.probes.min_positives, s.probes.labels)  # fmt: skip
     if finding is not None:  # a finding the user named may still be too rare to flip
-        clean = finding_labels(manifest, finding).reindex(common).dropna()
+        clean = finding_labels(manifest, finding, s.probes.labels).reindex(common).dropna()
         short = too_few(int(clean.sum()), len(clean), s.probes.min_positives)
         why = f"{finding}: {short}" if short else why
         finding = None if short else finding
@@ -134,7 +140,7 @@ def label_noise_sensitivity(
         rows = [{"model": m, "finding": "", "status": SKIPPED, "reason": why} for m in loaded]
         return pd.DataFrame(rows, columns=COLUMNS), why
     log.info("label noise on %s, %d draws per fraction", why, s.repeats)
-    clean = finding_labels(manifest, finding).reindex(common).dropna()
+    clean = finding_labels(manifest, finding, s.probes.labels).reindex(common).dropna()
     keep = _capped(clean.index, s.max_images, s.probes.seed)
     groups = patient_groups(manifest, keep).to_numpy()
     rows = []
@@ -157,10 +163,15 @@ def _capped(ids: pd.Index, max_images: int | None, seed: int) -> pd.Index:
 
 
 def _resolve_finding(
-    finding: str, manifest: pd.DataFrame, findings: tuple[str, ...], ids: pd.Index, min_count: int
+    finding: str,
+    manifest: pd.DataFrame,
+    findings: tuple[str, ...],
+    ids: pd.Index,
+    min_count: int,
+    policy: LabelPolicy,
 ) -> tuple[str | None, str]:
     if finding == AUTO:
-        return choose_finding(manifest, findings, ids, min_count)
+        return choose_finding(manifest, findings, ids, min_count, policy)
     if finding not in findings:
         raise KeyError(
             f"analysis.label_noise.finding {finding!r} is not a finding of the manifest; "

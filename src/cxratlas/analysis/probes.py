@@ -124,12 +124,43 @@ def patient_groups(manifest: pd.DataFrame, ids: pd.Index) -> pd.Series:
     return groups.reindex(ids).astype(str)
 
 
-def finding_labels(manifest: pd.DataFrame, finding: str, uncertain: str = "ignore") -> pd.Series:
-    """0/1 labels for `finding` (index image_id); uncertain -> dropped, 1 or 0."""
+@dataclass(frozen=True)
+class LabelPolicy:
+    """How a finding's 1 / 0 / -1 / blank labels become 0 / 1 (`analysis.probes.uncertain` and
+    `.missing`). Blank is "not mentioned" in CheXpert and MIMIC-CXR: unknown by default, or
+    absent (`missing: negative`, the CheXpert competition's reading), which "No Finding" needs:
+    it is 1 or blank, never 0."""
+
+    uncertain: str = "ignore"  # -1: ignore | positive | negative
+    missing: str = "ignore"  # blank: ignore | negative
+
+    @classmethod
+    def from_probes(cls, probes: dict[str, Any]) -> LabelPolicy:
+        return cls(probes["uncertain"], probes.get("missing", "ignore"))
+
+    def hint(self, manifest: pd.DataFrame, finding: str, ids: pd.Index) -> str:
+        """Why a class may be empty: the blank labels left unknown, where there are any."""
+        blank = int(manifest[finding].reindex(ids).isna().sum())
+        if self.missing != "ignore" or not blank:
+            return ""
+        return (f"; its {blank} blank label(s) are unknown (analysis.probes.missing: negative "
+                f"reads them as negatives)")  # fmt: skip
+
+
+KNOWN_ONLY = LabelPolicy()  # the default: -1 and blank labels dropped
+
+
+def finding_labels(
+    manifest: pd.DataFrame, finding: str, policy: LabelPolicy = KNOWN_ONLY
+) -> pd.Series:
+    """0/1 labels for `finding` (index image_id); -1 and blank as `policy` says (dropped,
+    or read as 1 or 0)."""
     values = manifest[finding].astype("Int8")
-    if uncertain == "positive":
+    if policy.missing == "negative":
+        values = values.fillna(0)
+    if policy.uncertain == "positive":
         values = values.replace(-1, 1)
-    elif uncertain == "negative":
+    elif policy.uncertain == "negative":
         values = values.replace(-1, 0)
     return values[values.isin([0, 1])].astype(np.int64)
 
@@ -141,14 +172,15 @@ class ProbeSettings:
     folds: int = 5  # patient-level cross-validation folds
     bootstrap: int = 1000  # patient bootstrap resamples for the 95% CI
     min_positives: int = 10  # findings with fewer positives (or negatives) are skipped
-    uncertain: str = "ignore"  # CheXpert -1: ignore | positive | negative
+    labels: LabelPolicy = KNOWN_ONLY  # -1 and blank labels
     seed: int = 0
 
     @classmethod
     def from_config(cls, analysis: dict[str, Any]) -> ProbeSettings:
         p = analysis["probes"]
-        fields = ("folds", "bootstrap", "min_positives", "uncertain")
-        return cls(**{k: p[k] for k in fields}, seed=analysis["seed"])
+        fields = ("folds", "bootstrap", "min_positives")
+        return cls(**{k: p[k] for k in fields}, labels=LabelPolicy.from_probes(p),
+                   seed=analysis["seed"])  # fmt: skip
 
 
 COLUMNS = ["finding", "model", "n", "positives", "patients", "auroc", "ci_low", "ci_high", "folds",
@@ -222,10 +254,11 @@ def run_probes(
         log.warning("no patient_id column: folds split images, not patients (optimistic AUROC)")
     rows, scores = [], []
     for finding in findings:
-        labels = finding_labels(manifest, finding, s.uncertain).reindex(common).dropna()
+        labels = finding_labels(manifest, finding, s.labels).reindex(common).dropna()
         n_pos = int(labels.sum())
         groups = patient_groups(manifest, labels.index)
         why = too_few(n_pos, len(labels), s.min_positives)
+        why += s.labels.hint(manifest, finding, common) if why else ""
         if why:
             log.warning("probe %s skipped: %s", finding, why)
             rows += skipped_rows(finding, loaded, len(labels), n_pos, why,

@@ -93,7 +93,7 @@ def run_audit(
         raise KeyError(f"analysis.probes.findings {missing} are not manifest columns")
     rows, confounding = [], []
     for finding in findings:
-        labels = finding_labels(manifest, finding, probes.uncertain).reindex(common).dropna()
+        labels = finding_labels(manifest, finding, probes.labels).reindex(common).dropna()
         pos = int(labels.sum())
         short = too_few(pos, len(labels), probes.min_positives)
         if short:  # a row where its audit would be, so the table says why it is missing

@@ -8,7 +8,8 @@ run shows error slices out of the box.
 
 Every classifier becomes `results/classifiers/<name>.parquet` (`io.CLASSIFIER_COLUMNS`:
 classifier, finding, image_id, label, score): one row per finding and sampled image whose label
-is 1 or 0 in the manifest (uncertain labels as `analysis.probes.uncertain` says).
+is 1 or 0 in the manifest (-1 and blank labels as `analysis.probes.uncertain` and `.missing`
+say).
 """
 
 from __future__ import annotations
@@ -229,16 +230,19 @@ def check_classifiers(
 
 
 def normalise_predictions(
-    spec: ClassifierSpec, manifest: pd.DataFrame, sample_ids: pd.Index, uncertain: str = "ignore"
+    spec: ClassifierSpec, manifest: pd.DataFrame, sample_ids: pd.Index, policy=None
 ) -> pd.DataFrame:
     """A user classifier as its long table: per finding, the sampled images labelled 1 or 0
-    (`manifest` indexed by image_id), with their scores."""
-    from cxratlas.analysis.probes import finding_labels
+    (`manifest` indexed by image_id), with their scores; -1 and blank labels as the probes
+    read them (`policy`, a LabelPolicy: the default ignores both)."""
+    from cxratlas.analysis.probes import LabelPolicy, finding_labels
+
+    policy = policy or LabelPolicy()
 
     pred = read_predictions(spec).set_index("image_id")
     parts = []
     for finding in spec.findings:
-        labels = finding_labels(manifest, finding, uncertain)
+        labels = finding_labels(manifest, finding, policy)
         labels = labels[labels.index.isin(sample_ids)]
         score = pred[finding].reindex(labels.index)
         if score.isna().any():  # the plan checked this; a file changed since reads here

@@ -225,15 +225,21 @@ def model_of(path: str | os.PathLike) -> str:
     return meta["model"]
 
 
-def by_model(paths) -> dict[str, str]:
-    """Files keyed by the model each records (never by their position in a list)."""
+def keyed_by(paths, name_of, what: str) -> dict[str, str]:
+    """Files keyed by the name each records (`name_of(path)`), never by their position in a
+    list; two files naming the same `what` is an error naming both."""
     out: dict[str, str] = {}
     for path in paths:
-        model = model_of(path)
-        if model in out:
-            raise ValueError(f"{path} and {out[model]} both hold model {model!r}")
-        out[model] = str(path)
+        name = name_of(path)
+        if name in out:
+            raise ValueError(f"{path} and {out[name]} both hold {what} {name!r}")
+        out[name] = str(path)
     return out
+
+
+def by_model(paths) -> dict[str, str]:
+    """Files keyed by the model each records (never by their position in a list)."""
+    return keyed_by(paths, model_of, "model")
 
 
 STORAGE_TYPES = {"float32": pa.float32(), "float16": pa.float16()}
@@ -520,10 +526,4 @@ def classifier_of(path: str | os.PathLike) -> str:
 
 def by_classifier(paths) -> dict[str, str]:
     """Classifier tables keyed by the classifier each records (never by list position)."""
-    out: dict[str, str] = {}
-    for path in paths:
-        name = classifier_of(path)
-        if name in out:
-            raise ValueError(f"{path} and {out[name]} both hold classifier {name!r}")
-        out[name] = str(path)
-    return out
+    return keyed_by(paths, classifier_of, "classifier")

@@ -70,3 +70,30 @@ def test_the_whole_archive_as_sample_compares_nothing():
                            ("effusion",), ("site",))  # fmt: skip
     assert table["smd"].isna().all() and (table["n_rest"] == 0).all()
     assert not table["imbalanced"].any()
+
+
+def test_an_smd_past_1_is_drawn_at_the_edge_with_its_value(monkeypatch, tmp_path):
+    """A subgroup chosen on a column (view AP, age >= 60) differs from the rest by SMDs well
+    past 1: drawn at 1 as a triangle with the value beside it, inside the frame, not clipped
+    to a plain dot at 1 that reads as "1"."""
+    import cxratlas.analysis.representativeness as rep
+    from cxratlas.figure_check import check_figure
+
+    seen = {}
+
+    def keep(fig, path, **kwargs):
+        seen["texts"] = [t.get_text() for ax in fig.axes for t in ax.texts]
+        seen["drawn"] = sum(len(c.get_offsets()) > 0 for ax in fig.axes for c in ax.collections)
+        seen["problems"] = check_figure(fig, tight=True).problems
+
+    monkeypatch.setattr(rep, "save_figure", keep)
+    table = pd.DataFrame({"variable": ["age", "sex", "view_position"],
+                          "kind": ["numeric", "category", "category"],
+                          "level": [None, "F", "AP"], "smd": [1.773, 0.05, -2.681],
+                          "imbalanced": [True, False, True]})  # fmt: skip
+    rep.love_plot(table, str(tmp_path / "love.png"))
+    assert sorted(seen["texts"]) == ["1.77", "2.68"] and seen["problems"] == []
+    assert seen["drawn"] == 2  # the dots below 1 and the triangles at 1
+    table["smd"] = [0.5, 0.05, -0.2]
+    rep.love_plot(table, str(tmp_path / "love.png"))
+    assert seen["texts"] == []

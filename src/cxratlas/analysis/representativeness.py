@@ -162,11 +162,18 @@ def love_plot(
                   for r in rows.itertuples()]  # fmt: skip
         y = np.arange(len(rows))[::-1]
         colour = np.where(rows["imbalanced"], "tab:red", "tab:blue")
-        ax.scatter(rows["smd"].abs().clip(upper=1.0), y, c=colour, zorder=3)
+        size = rows["smd"].abs().to_numpy()
+        # past 1 the axis would squash the rows that matter near 0.1: such a point is drawn
+        # at 1 as a triangle, with its value written beside it
+        over = size > 1.0
+        ax.scatter(size[~over], y[~over], c=colour[~over], zorder=3)
+        ax.scatter(np.ones(over.sum()), y[over], c=colour[over], marker=">", zorder=3)
+        for yi, v in zip(y[over], size[over], strict=True):
+            ax.text(1.03, yi, f"{v:.2f}", va="center", fontsize=7)
         ax.axvline(SMD_LIMIT, color="grey", ls="--", lw=0.8)
         ax.set_yticks(y, labels, fontsize=7)
-        ax.set_xlim(0, max(0.3, float(rows["smd"].abs().clip(upper=1.0).max()) * 1.1))
-        ax.set_xlabel(xlabel)
+        ax.set_xlim(0, 1.2 if over.any() else max(0.3, float(size.max()) * 1.1))
+        ax.set_xlabel(xlabel + (" (▶: above 1, value beside it)" if over.any() else ""))
     ax.set_title(title or "Does the sample represent the archive? (red: |SMD| > 0.1)", fontsize=9)
     save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)

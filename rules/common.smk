@@ -45,6 +45,7 @@ from cxratlas.ingest.plan import (  # noqa: E402
 )
 from cxratlas.ingest.presets import kept_columns, preset_inputs  # noqa: E402
 from cxratlas.analysis.leads import top_leads_text  # noqa: E402
+from cxratlas.analysis.probes import LabelPolicy  # noqa: E402
 from cxratlas.analysis.subgroup_plan import check_planned_subgroups  # noqa: E402
 from cxratlas.io import atlas_view_files  # noqa: E402
 from cxratlas.reduce.backend import job_backend  # noqa: E402
@@ -365,8 +366,7 @@ def classifier_inputs(wildcards):
 def label_policy():
     """How -1 and blank labels read (analysis.probes.uncertain, .missing): a classifier's
     labels are the probes' labels."""
-    p = config["analysis"]["probes"]
-    return {"uncertain": p["uncertain"], "missing": p.get("missing", "ignore")}
+    return asdict(LabelPolicy.from_probes(config["analysis"]["probes"]))
 
 
 def classifier_spec(wildcards):

@@ -14,7 +14,7 @@ p = snakemake.params
 spec = ClassifierSpec(**p.spec)
 if spec.probe is not None:
     scores = pd.read_parquet(snakemake.input.scores)
-    table = probe_classifier(scores, spec.probe, spec.name)
+    table = probe_classifier(scores, spec.probe)
 else:
     manifest = read_manifest(snakemake.input.manifest)[0].set_index("image_id")
     sample = pd.Index(pd.read_parquet(p.sample, columns=["image_id"])["image_id"])

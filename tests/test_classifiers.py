@@ -156,7 +156,7 @@ def test_a_probe_is_a_classifier_of_its_own_scores():
     scores = pd.DataFrame({"finding": ["f", "f", "f", "g"], "model": ["a", "b", "a", "a"],
                            "image_id": ["i1", "i1", "i2", "i1"], "label": [1, 1, 0, 0],
                            "score": [0.3, 0.1, -0.2, 0.5], "fold": [0, 0, 1, 0]})  # fmt: skip
-    table = probe_classifier(scores, "a", "probe_a")
+    table = probe_classifier(scores, "a")
     assert table[["finding", "image_id", "score"]].values.tolist() == [
         ["f", "i1", 0.3], ["f", "i2", -0.2], ["g", "i1", 0.5]]  # fmt: skip
     assert (table["classifier"] == "probe_a").all()

@@ -116,15 +116,6 @@ def describe_groups(
     return pd.DataFrame(rows)
 
 
-def _font():
-    """DejaVu Sans from matplotlib (every env that draws has it): PIL's built-in font has no
-    "×", which cluster names use."""
-    from matplotlib import font_manager
-    from PIL import ImageFont
-
-    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), 11)
-
-
 def contact_sheet(groups: dict[str, list[bytes]], thumb: int = 96, title: str = "",
                   headers: dict[int, str] | None = None) -> bytes:  # fmt: skip
     """One PNG: a row per group, its name on a line above its sample thumbnails (names are
@@ -137,7 +128,9 @@ def contact_sheet(groups: dict[str, list[bytes]], thumb: int = 96, title: str = 
     width = max(k * (thumb + pad) + pad, 480)
     sheet = Image.new("L", (width, head + len(groups) * row_h), color=255)
     draw = ImageDraw.Draw(sheet)
-    font = _font()
+    from cxratlas.analysis.strips import font as sheet_font
+
+    font = sheet_font(11)
     if title:
         draw.text((4, 4), title, fill=0, font=font)
     for c, text in (headers or {}).items():

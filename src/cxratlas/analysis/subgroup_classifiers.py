@@ -1,8 +1,8 @@
 """How every classifier does inside a subgroup against outside it.
 
-A classifier is a score table: `classifier, finding, image_id, label, score` (`SCORE_COLUMNS`),
-one row per finding and image; each model's linear probe is one (`probe_<model>`, its
-out-of-fold scores: `probe_classifiers`), and a user's classifier file
+A classifier is a score table: `classifier, finding, image_id, label, score`
+(`io.CLASSIFIER_COLUMNS`), one row per finding and image; each model's linear probe is one
+(`probe_<model>`, its out-of-fold scores: `probe_classifiers`), and a user's classifier file
 (`results/classifiers/<name>.parquet`) another.
 
 Per classifier and finding, on the images with a known label and a score:
@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from cxratlas.analysis.probes import SCORED, SKIPPED, resample_weights
+from cxratlas.io import CLASSIFIER_COLUMNS
 
-SCORE_COLUMNS = ["classifier", "finding", "image_id", "label", "score"]
+SCORE_COLUMNS = list(CLASSIFIER_COLUMNS)
 METRICS = ("auroc_in", "auroc_out", "bnsp", "bpsn")
 PERFORMANCE_COLUMNS = ["classifier", "finding", "n_in", "positives_in", "n_out", "positives_out",
                        *(f"{m}{s}" for m in (*METRICS, "delta") for s in ("", "_low", "_high")),

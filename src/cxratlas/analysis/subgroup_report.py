@@ -204,9 +204,9 @@ def captioned_sheet(items: list[tuple[bytes | None, list[str]]], title: str, col
     """One PNG: the thumbnails in a grid, each with its caption lines under it."""
     from PIL import Image, ImageDraw
 
-    from cxratlas.analysis.enrichment import _font
+    from cxratlas.analysis.strips import font as sheet_font
 
-    font, pad, line = _font(), 6, 13
+    font, pad, line = sheet_font(11), 6, 13
     lines = max((len(c) for _, c in items), default=0)
     cell_w, cell_h = thumb + pad, thumb + lines * line + pad
     rows = max(1, -(-len(items) // columns))

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxratlas.analysis.probes import KNOWN_ONLY, LabelPolicy
+
 PROBE_PREFIX = "probe_"
 PROBE_SCORES = "results/analysis/probes/scores.parquet"
 CHECKED_DIR = ".snakemake/cxratlas/classifiers"  # stamps of predictions files already checked
@@ -230,14 +232,15 @@ def check_classifiers(
 
 
 def normalise_predictions(
-    spec: ClassifierSpec, manifest: pd.DataFrame, sample_ids: pd.Index, policy=None
+    spec: ClassifierSpec,
+    manifest: pd.DataFrame,
+    sample_ids: pd.Index,
+    policy: LabelPolicy = KNOWN_ONLY,
 ) -> pd.DataFrame:
     """A user classifier as its long table: per finding, the sampled images labelled 1 or 0
     (`manifest` indexed by image_id), with their scores; -1 and blank labels as the probes
-    read them (`policy`, a LabelPolicy: the default ignores both)."""
-    from cxratlas.analysis.probes import LabelPolicy, finding_labels
-
-    policy = policy or LabelPolicy()
+    read them (`policy`: the default ignores both)."""
+    from cxratlas.analysis.probes import finding_labels
 
     pred = read_predictions(spec).set_index("image_id")
     parts = []
@@ -253,12 +256,13 @@ def normalise_predictions(
     return _concat(parts)
 
 
-def probe_classifier(scores: pd.DataFrame, model: str, name: str) -> pd.DataFrame:
-    """A model's probe as a classifier: its out-of-fold scores (`probes.SCORE_COLUMNS`)."""
-    own = scores[scores["model"] == model]
-    parts = [_long(name, f, sub["image_id"], sub["label"], sub["score"])
-             for f, sub in own.groupby("finding", sort=False)]  # fmt: skip
-    return _concat(parts)
+def probe_classifier(scores: pd.DataFrame, model: str) -> pd.DataFrame:
+    """A model's probe as the classifier `probe_<model>`: its out-of-fold scores
+    (`probes.SCORE_COLUMNS`), as the subgroups read them, in the contract's dtypes."""
+    from cxratlas.analysis.subgroup_classifiers import probe_classifiers
+
+    own = probe_classifiers(scores[scores["model"] == model])
+    return own.astype({"label": np.int8, "score": np.float64}).reset_index(drop=True)
 
 
 def _long(name: str, finding: str, ids, labels, score) -> pd.DataFrame:

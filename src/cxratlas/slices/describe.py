@@ -19,13 +19,11 @@ import pandas as pd
 
 from cxratlas.analysis.enrichment import attribute_indicators
 from cxratlas.analysis.metrics import bh_adjust
+from cxratlas.analysis.naming import ALPHA, MIN_RATIO, SEP  # a slice reads as a cluster does
 from cxratlas.subgroups import subgroup_frame
 
 MAX_PARTS = 3
-MIN_RATIO = 1.5
 MIN_COUNT = 3
-ALPHA = 0.05
-SEP = " · "
 
 
 @dataclass

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from cxratlas.analysis.leads import IMAGES  # example thumbnails per lead
 from cxratlas.io import slice_column, slice_label
 from cxratlas.slices.across import significant
 
 KIND = "error_slice"
-IMAGES = 8  # example thumbnails per lead, as `analysis.leads.IMAGES`
 SLICES = "results/analysis/slices/slices.parquet"
 METRIC_TEXT = {"auroc": "AUROC", "bnsp": "BNSP AUROC (its positives against all negatives "
                "outside it)", "bpsn": "BPSN AUROC (its negatives against all positives "

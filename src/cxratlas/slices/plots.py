@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from cxratlas.analysis.enrichment import _font
+from cxratlas.analysis.strips import LINE, PAD, fit, font
 
 
 @dataclass
@@ -22,25 +22,24 @@ class Tile:
 
 def strip_sheet(rows: list[tuple[str, list[Tile]]], title: str = "", thumb: int = 96) -> bytes:
     """One PNG: a row per slice, its title (wrapped) above its tiles, each tile captioned."""
-    pad, line = 4, 13
-    font = _font()
+    pad, line, face = PAD, LINE, font(11)
     k = max((len(tiles) for _, tiles in rows), default=1)
     width = max(k * (thumb + pad) + pad, 640)
-    head = _wrap(title, width - 2 * pad, font) if title else []
-    titles = [_wrap(name, width - 2 * pad, font) for name, _ in rows]
+    head = _wrap(title, width - 2 * pad, face) if title else []
+    titles = [_wrap(name, width - 2 * pad, face) for name, _ in rows]
     caption_lines = max((len(t.caption) for _, tiles in rows for t in tiles), default=0)
     heights = [len(t) * line + thumb + caption_lines * line + 2 * pad for t in titles]
     top = len(head) * line + (pad if head else 0)
     sheet = Image.new("L", (width, top + max(sum(heights), 2 * line)), color=255)
     draw = ImageDraw.Draw(sheet)
     for i, text in enumerate(head):
-        draw.text((pad, i * line), text, fill=0, font=font)
+        draw.text((pad, i * line), text, fill=0, font=face)
     if not rows:
-        draw.text((pad, top + pad), "no flagged slice", fill=0, font=font)
+        draw.text((pad, top + pad), "no flagged slice", fill=0, font=face)
     y = top
     for (_, tiles), lines, h in zip(rows, titles, heights, strict=True):
         for i, text in enumerate(lines):
-            draw.text((pad, y + i * line), text, fill=0, font=font)
+            draw.text((pad, y + i * line), text, fill=0, font=face)
         y0 = y + len(lines) * line
         for c, tile in enumerate(tiles):
             x = pad + c * (thumb + pad)
@@ -50,8 +49,8 @@ def strip_sheet(rows: list[tuple[str, list[Tile]]], title: str = "", thumb: int 
                     img.thumbnail((thumb, thumb))
                     sheet.paste(img, (x, y0))
             for i, text in enumerate(tile.caption):
-                draw.text((x, y0 + thumb + 1 + i * line), _fit(text, thumb, font), fill=0,
-                          font=font)  # fmt: skip
+                draw.text((x, y0 + thumb + 1 + i * line), fit(text, thumb, face), fill=0,
+                          font=face)  # fmt: skip
         y += h
     buf = io.BytesIO()
     sheet.save(buf, format="PNG", optimize=True)
@@ -69,13 +68,6 @@ def _wrap(text: str, width: int, font) -> list[str]:
         else:
             current = trial
     return [*lines, current] if current else lines
-
-
-def _fit(text: str, width: int, font) -> str:
-    """`text` cut (with "…") to fit under a thumbnail."""
-    while text and font.getlength(text) > width:
-        text = text[:-2] + "…" if len(text) > 2 else ""
-    return text
 
 
 def isolation_figure(iso: pd.DataFrame, out_path: str) -> None:

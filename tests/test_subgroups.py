@@ -137,6 +137,31 @@ def test_the_plan_check_names_ids_outside_the_sample_and_empty_or_whole_subgroup
         check_subgroups([SubgroupSpec("all", file=str(tmp_path / "all.txt"))], sample, None)
 
 
+def test_a_selection_saved_before_a_prune_stops_with_a_hint_or_drops_what_left(tmp_path):
+    """Three of a saved selection's ten images have left the archive since: the plan stops
+    naming the setting, or with `absent: drop` goes on with the seven, saying what it left out;
+    a selection left with none stops either way."""
+    sample = pd.Index([f"s{i}" for i in range(50)])
+    saved = tmp_path / "saved.txt"
+    saved.write_text("\n".join([*(f"s{i}" for i in range(7)), "gone1", "gone2", "gone3"]))
+    with pytest.raises(
+        SubgroupError,
+        match=r"3 of the 10 .* left the archive since\? To leave "
+        r"them out, set `subgroups\.saved\.absent: drop`",
+    ):
+        check_subgroups([SubgroupSpec("saved", file=str(saved))], sample, None)
+    said = []
+    spec = SubgroupSpec.of("saved", {"file": str(saved), "absent": "drop"})
+    assert check_subgroups([spec], sample, None, said.append) == {"saved": 7}
+    assert said == [
+        f"subgroups.saved: 3 of the 10 image id(s) in {saved} are not in the shared "
+        "sample, e.g. ['gone1', 'gone2', 'gone3']; left out (`absent: drop`)"
+    ]
+    saved.write_text("gone1\ngone2\n")
+    with pytest.raises(SubgroupError, match="selects none of the 50 sampled images"):
+        check_subgroups([spec], sample, None, said.append)
+
+
 def test_a_query_on_dicom_header_columns_is_left_to_the_ingest_job():
     """The plan reads no DICOM header: a query on a column only headers fill names a known
     column, and selecting nothing yet is a warning, not a stop."""
@@ -162,10 +187,12 @@ def test_the_schema_takes_a_file_an_entry_or_a_query_and_nothing_else(repo):
         return {**cfg, "subgroups": subgroups}
 
     schema = str(repo / "src/cxratlas/schemas/config.schema.yaml")
-    validate(config({"lateral": "sel.parquet", "drains-2": {"file": "d.csv", "id_column": "x"},
+    drains = {"file": "d.csv", "id_column": "x", "absent": "drop"}
+    validate(config({"lateral": "sel.parquet", "drains-2": drains,
                      "old_ap": {"query": 'view_position == "AP"'}}), schema)  # fmt: skip
     for bad in ({"two words": "a.csv"}, {"a": {"file": "a.csv", "query": "age > 1"}},
-                {"a": {"query": "age > 1", "id_column": "x"}}, {"a": ""}):  # fmt: skip
+                {"a": {"query": "age > 1", "id_column": "x"}}, {"a": ""},
+                {"a": {"file": "a.csv", "absent": "ignore"}}):  # fmt: skip
         with pytest.raises(WorkflowError):
             validate(config(bad), schema)
 

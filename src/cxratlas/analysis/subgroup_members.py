@@ -12,7 +12,9 @@ An entry is one of:
 A file's members are its ids; a query's are the images it selects among the analysed ones. The
 plan checks every entry before any job (`subgroup_plan.py`): a missing or unreadable file, no id
 column, ids that are not in the shared sample, a query naming an unknown column, a subgroup that
-is empty or is the whole sample each stop the run with the key named.
+is empty or is the whole sample each stop the run with the key named. A selection saved
+before the archive was pruned may name images no longer sampled: `absent: drop` leaves them out
+with a warning (the tables count them: `members` against `in_atlas`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class SubgroupSpec:
     file: str | None = None
     query: str | None = None
     id_column: str = "image_id"
+    absent: str = "stop"  # ids not in the sample: stop the plan, or drop them with a warning
 
     @classmethod
     def of(cls, name: str, entry: str | dict[str, Any]) -> SubgroupSpec:
@@ -183,15 +186,21 @@ def members(spec: SubgroupSpec, frame: pd.DataFrame) -> pd.Index:
     return read_selection(spec)
 
 
-def check_members(spec: SubgroupSpec, ids: pd.Index, sample: pd.Index) -> None:
-    """Every id in the sample; at least one image in the subgroup and one outside it."""
+def check_members(spec: SubgroupSpec, ids: pd.Index, sample: pd.Index, say=log.warning) -> pd.Index:
+    """Every id in the sample (or, with `absent: drop`, those that are not left out with a
+    warning); at least one image in the subgroup and one outside it. Returns the ids kept."""
     absent = ids.difference(sample, sort=False)
-    if len(absent):
+    what = (f"{len(absent)} of the {len(ids)} image id(s) in {spec.file} are not in the shared "
+            f"sample, e.g. {list(absent[:SHOWN])}")  # fmt: skip
+    if len(absent) and spec.absent != "drop":
         raise SubgroupError(
-            f"{spec.key}: {len(absent)} of the {len(ids)} image id(s) in {spec.file} are not "
-            f"in the shared sample, e.g. {list(absent[:SHOWN])}; a selection exported from "
-            "this run's atlas holds only sampled images (was it exported from another run?)"
+            f"{spec.key}: {what}; a selection exported from this run's atlas holds only sampled "
+            "images: was it exported from another run, or have these images left the archive "
+            f"since? To leave them out, set `{spec.key}.absent: drop`"
         )
+    if len(absent):
+        say(f"{spec.key}: {what}; left out (`absent: drop`)")
+        ids = ids.intersection(sample, sort=False)
     if ids.empty:
         raise SubgroupError(
             f"{spec.key}: {spec.source} selects none of the {len(sample)} sampled images"
@@ -201,3 +210,4 @@ def check_members(spec: SubgroupSpec, ids: pd.Index, sample: pd.Index) -> None:
             f"{spec.key}: {spec.source} holds every one of the {len(sample)} sampled images: "
             "nothing is left to compare it with"
         )
+    return ids

@@ -43,7 +43,7 @@ def check_subgroups(
             say(f"{spec.key}: {spec.source} selects no image yet; the columns {unread} are "
                 "read from DICOM headers by the ingest job, which decides")  # fmt: skip
         else:
-            check_members(spec, ids, sample)
+            ids = check_members(spec, ids, sample, say)
         sizes[spec.name] = len(ids)
     return sizes
 

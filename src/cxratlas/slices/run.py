@@ -19,7 +19,7 @@ import pandas as pd
 
 from cxratlas.slices.describe import Describer
 from cxratlas.slices.mixture import MixtureSettings
-from cxratlas.slices.score import ScoreSettings, youden_threshold
+from cxratlas.slices.score import ScoreSettings, wrong_at, youden_threshold
 from cxratlas.slices.search import (
     Found,
     Scorer,
@@ -155,8 +155,8 @@ def overall(ctx: Context, model: str, finding: str, y, score, threshold) -> dict
     """The classifier on all of a finding's images in this space: what slices are measured by."""
     from cxratlas.analysis.metrics import auroc
 
-    called = score >= threshold if threshold is not None else np.zeros(len(y), bool)
-    fn, fp = int(((y == 1) & ~called).sum()), int(((y == 0) & called).sum())
+    wrong = wrong_at(y, score, threshold)
+    fn, fp = int((wrong & (y == 1)).sum()), int((wrong & (y != 1)).sum())
     return {"classifier": ctx.classifier, "finding": finding, "model": model,
             "n_images": len(y), "positives": int(y.sum()), "negatives": int(len(y) - y.sum()),
             "threshold": threshold, "auroc": auroc(y, score) if len(y) else np.nan,
@@ -267,7 +267,7 @@ def _members(ctx, model, finding, name, f: Found, d: Labelled) -> pd.DataFrame:
     return pd.DataFrame({
         "classifier": ctx.classifier, "finding": finding, "model": model, "slice": name,
         "image_id": d.ids[at], "label": d.y[at].astype(np.int8), "score": d.score[at],
-        "error": (d.score[at] >= d.threshold) != (d.y[at] == 1), "typicality": f.typicality[at],
+        "error": wrong_at(d.y[at], d.score[at], d.threshold), "typicality": f.typicality[at],
         "half": d.half[at],
     })  # fmt: skip
 

@@ -34,6 +34,13 @@ def youden_threshold(y: np.ndarray, score: np.ndarray) -> float:
     return float(min(thresholds[best], np.max(score)))
 
 
+def wrong_at(y: np.ndarray, score: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Which images the classifier gets wrong when it calls positive at score >= threshold
+    (without a threshold it calls nothing, so every positive is missed)."""
+    called = np.asarray(score) >= threshold if threshold is not None else np.zeros(len(y), bool)
+    return called != (np.asarray(y) == 1)
+
+
 def stratum_ranks(loss: np.ndarray, strata: np.ndarray) -> np.ndarray:
     """Each image's loss as its mid-rank within its stratum over (stratum size + 1): van
     Elteren's scores, near uniform, so a slice's sum is near normal even for a few images,
@@ -113,7 +120,7 @@ class Ranking:
         beaten[y] = 0.5 * (left + right)
         left, right = np.searchsorted(pos, s[~y], "left"), np.searchsorted(pos, s[~y], "right")
         beaten[~y] = len(pos) - 0.5 * (left + right)
-        return cls(y, s, np.asarray(patients), (s >= threshold) != y, beaten)
+        return cls(y, s, np.asarray(patients), wrong_at(y, s, threshold), beaten)
 
     @property
     def loss(self) -> np.ndarray:

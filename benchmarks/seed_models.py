@@ -47,8 +47,7 @@ def tiny_entries(root: Path, seed: dict) -> dict[str, dict]:
         "chexagent": {
             **seed["chexagent"],
             "weights": str(cx),
-            "config_from": {"weights": str(xray)},
-            "processor_overrides": {"size": {"height": 64, "width": 64}, "resample": 3},
+            "config_from": {"weights": str(xray)},  # size: tower = the tiny tower's 64
         },
         "medimageinsight": {
             **seed["medimageinsight"],

@@ -238,3 +238,60 @@ def test_biomedclip_preprocessing_is_the_release_config(biomedclip):
     assert np.allclose(film, [-0.3324, -0.2513, -0.0582], atol=1e-4)  # by hand, as a check
     assert np.allclose(x[:, (5, 112), 112], film[:, None], atol=1e-5)  # top and centre
     assert biomedclip.model.visual.head.proj.out_features == 512
+
+
+def test_chexagent_2_tower_mapping_covers_the_real_tensor_names_strictly(seed):
+    """The names of the SigLIP vision tensors CheXagent-2-3b loads (a log of the real load,
+    `chexagent_2/tower_keys.txt`), as its checkpoint holds them (`CLIPModel.model` is that
+    SiglipModel's `vision_model`: `model.visual.model.<name after vision_model.>`), become
+    exactly the SiglipVisionModel's own names under our `tower: chexagent` mapping, with the
+    24 layers and attention-pool head the log shows (ViT-L depth): none missing, none left over.
+    Shapes were not printed; the tower's config is read from its repo at load."""
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    from cxratlas.embed.models.hf import TOWERS, mapped_key
+
+    lines = (DATA / "chexagent_2/tower_keys.txt").read_text().splitlines()
+    names = [n for n in lines if n and not n.startswith("#")]
+    assert len(names) == 400 and all(n.startswith("vision_model.") for n in names)
+    in_checkpoint = ["model.visual.model." + n.removeprefix("vision_model.") for n in names]
+    _, mapping = TOWERS[seed["chexagent"]["tower"]]
+    mapped = [mapped_key(k, mapping) for k in in_checkpoint]
+    depth = 1 + max(int(n.split(".")[3]) for n in names if ".encoder.layers." in n)
+    assert depth == 24  # SigLIP ViT-L/16 (B/16: 12, so400m: 27)
+    with torch.device("meta"):
+        tower = SiglipVisionModel(SiglipVisionConfig(num_hidden_layers=depth))
+    assert tower.config.vision_use_head  # the log's head.* tensors: the default, kept
+    assert sorted(mapped) == sorted(tower.state_dict())
+    # the resampler and language model beside it in the checkpoint are never read
+    assert mapped_key("model.visual.attn_pool.0.weight", mapping) is None
+    assert mapped_key("model.layers.0.mlp.fc1.weight", mapping) is None
+
+
+# --- MedSigLIP-448: its processor file (a public mirror of the gated release) ---
+
+
+def test_medsiglip_preprocessing_is_the_release_processor_after_googles_padding(seed):
+    """MedSigLIP's SiglipImageProcessor (448 x 448, bicubic, mean and std 0.5: pixels in
+    [-1, 1]), after the zero padding to a square Google's serving code applies: a portrait film
+    keeps its whole height, and its sides are black (-1), not stretched film."""
+    pytest.importorskip("transformers")
+    from cxratlas.embed.models.hf import HFAutoModelEmbedder
+
+    cfg = json.loads((DATA / "medsiglip_448/preprocessor_config.json").read_text())
+    embedder = HFAutoModelEmbedder.__new__(HFAutoModelEmbedder)  # no model: only the processor
+    embedder.name, embedder.entry = "medsiglip", seed["medsiglip"]
+    embedder._processor(DATA / "medsiglip_448", None, False)
+    p = embedder.processor
+    assert type(p).__name__.startswith("SiglipImageProcessor") and p.resample == 3
+    assert p.size == cfg["size"] == {"height": 448, "width": 448}
+    x = embedder.preprocess(portrait_film())
+    assert x.shape == (3, 448, 448)
+    # 600 x 400 padded to 600 x 600 (100 black columns a side), then 448 x 448: columns below
+    # 448 * 100 / 600 = 74.7 are padding, the band (rows 0..29 -> 0..22) is kept
+    film, band = (100 / 255 - 0.5) / 0.5, (250 / 255 - 0.5) / 0.5
+    assert np.allclose(x[:, 224, (10, 437)], -1, atol=1e-5)  # black sides
+    assert np.allclose(x[:, 224, 224], film, atol=1e-5) and np.allclose(
+        x[:, 5, 224], band, atol=1e-5
+    )
+    assert x.min() >= -1 - 1e-5 and x.max() <= 1 + 1e-5

@@ -35,10 +35,7 @@ def tiny(tmp_path_factory):
         "medsiglip": (tiny_models.chexagent_siglip(root / "medsiglip"), {}),  # a SiglipModel
         "chexagent": (
             chexagent,
-            {
-                "config_from": {"weights": str(xray)},
-                "processor_overrides": {"size": {"height": 64, "width": 64}, "resample": 3},
-            },
+            {"config_from": {"weights": str(xray)}},  # the seed's processor_overrides
         ),
         "medimageinsight": (mii, {"model_args": davit_args, "sha256": None}),
         "biomedclip": (tiny_models.biomedclip(root / "biomedclip"), {}),
@@ -152,7 +149,8 @@ def test_chexagent_is_the_tower_inside_chexagent_2(seed, tiny):
     m = _load(seed, tiny, "chexagent")
     assert type(m.model).__name__ == "SiglipVisionModel"
     x = np.stack([m.preprocess(_cxr(seed=i)) for i in range(2)])
-    assert x.shape == (2, 3, 64, 64)  # processor_overrides: CheXagent-2 resizes to its size
+    # `size: tower`: the tower config's image_size (64), not its processor file's (48)
+    assert x.shape == (2, 3, 64, 64) and m.processor.resample == 3
     emb = m.embed(x)
     folder, overrides = tiny["chexagent"]
     import json

@@ -129,7 +129,6 @@ def test_a_sixth_entry_of_a_known_kind_plans_only_its_jobs(repo, seed_run):
         **seed["chexagent"],
         "weights": str(folder),
         "config_from": {"weights": str(xray)},
-        "processor_overrides": {"size": {"height": 64, "width": 64}, "resample": 3},
     }
     chexagent.pop("revision")
     _config(workdir, {**models, "chexagent": chexagent})

@@ -175,7 +175,7 @@ class HFVisionTowerEmbedder(_HFEmbedder):
         path, shards = tower_files(name, entry, list(mapping))
         config_dir = self._config_dir(name, entry, path)
         config = cls.config_class(**self._tower_fields(name, entry, config_dir))
-        self._processor(config_dir, None, False, entry.get("processor_overrides"))
+        self._processor(config_dir, None, False, _overrides(entry, config))
         self.model = _load_tower(name, cls, config, tower_tensors(path, shards, mapping))
         self.finish_setup()
         log.info("loaded the %s tower of %s from %d of its shards on %s as %s",
@@ -209,6 +209,17 @@ class HFVisionTowerEmbedder(_HFEmbedder):
             out = self.model(pixel_values=x, output_hidden_states=True)
             return out.hidden_states[-1].mean(dim=1)
         return self._pool(self.model(pixel_values=x))
+
+
+def _overrides(entry: dict[str, Any], config: Any) -> dict[str, Any]:
+    """`processor_overrides`, where `size: tower` is the tower config's own `image_size`:
+    CheXagent-2 resizes to `config.visual.image_size` and feeds the tower with no position
+    embedding interpolation, so in a checkpoint that runs the two are equal, and the tower
+    config the entry reads already says which it is."""
+    overrides = dict(entry.get("processor_overrides") or {})
+    if overrides.get("size") == "tower":
+        overrides["size"] = {"height": config.image_size, "width": config.image_size}
+    return overrides
 
 
 def tower_tensors(path: Path, shards: list[str], mapping: dict[str, str]) -> dict[str, Any]:

@@ -417,12 +417,19 @@ def test_random_images_of_the_demo_run_are_not_gathered(demo_run, tmp_path):
 
     study = Study.load(str(demo_run / "results/atlas/atlas.parquet"),
                        str(demo_run / "results/manifest.parquet"))  # fmt: skip
+    from cxratlas.analysis.subgroup_report import _size
+
     ids = study.ids[np.random.default_rng(3).choice(len(study.ids), 60, replace=False)]
-    (tmp_path / "random.txt").write_text("\n".join(ids))
-    spec = SubgroupSpec("random", file=str(tmp_path / "random.txt"))
+    # saved before 3 of its images left the archive: `absent: drop` (the plan left them out)
+    (tmp_path / "random.txt").write_text("\n".join([*ids, "gone-1", "gone-2", "gone-3"]))
+    spec = SubgroupSpec("random", file=str(tmp_path / "random.txt"), absent="drop")
     result = analyse_subgroup(spec, study, [], SubgroupSettings(random_sets=200))
     assert (result.placement["knn_p"] > 0.05).all(), result.placement
     assert result.performance.empty
+    assert result.members["in_atlas"].sum() == 60 and len(result.members) == 63
+    row = result.placement.iloc[0]
+    assert (row.members, row.listed) == (60, 63)
+    assert _size(row) == "60 of its 63 images: 3 not in the atlas"
 
 
 @pytest.mark.workflow

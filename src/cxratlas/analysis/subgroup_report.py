@@ -142,7 +142,9 @@ def analyse_subgroup(
     result = SubgroupResult(
         members=pd.DataFrame({"image_id": ids, "in_atlas": ids.isin(study.ids)}),
         table1=table1(study, inside),
-        placement=pd.DataFrame([placement(sp, mask, s.random_sets, s.seed) for sp in study.spaces]),
+        placement=pd.DataFrame(
+            [placement(sp, mask, s.random_sets, s.seed) for sp in study.spaces]
+        ).assign(listed=len(ids)),  # ids the entry names, `members` of them in the atlas
         clusters=pd.concat([cluster_table(sp, mask, spec.name) for sp in study.spaces]),
         performance=subgroup_performance(classifiers, inside, patients, s.performance),
         enrichment=describe(study, spec.name, mask),
@@ -310,6 +312,14 @@ def overview(placements: list[str], member_files: list[str]) -> pd.DataFrame:
     return frame[OVERVIEW_COLUMNS]
 
 
+def _size(row: pd.Series) -> str:
+    """ "42 images", or "42 of its 47 images: 5 not in the atlas" (`absent: drop`)."""
+    listed = row.get("listed", row.members)
+    if listed > row.members:
+        return f"{row.members} of its {listed} images: {listed - row.members} not in the atlas"
+    return f"{row.members} images"
+
+
 def subgroup_lines(
     placements: list[str], performances: list[str], alpha: float = 0.05
 ) -> list[str]:
@@ -322,7 +332,7 @@ def subgroup_lines(
     for name, rows in place.groupby("subgroup", sort=False):
         best = rows.loc[rows["knn_z"].fillna(-np.inf).idxmax()]
         gathered = "gathered" if best.knn_p < alpha else "not gathered more than random sets"
-        line = (f"**{name}** ({best.members} images): {gathered} in {best.model}'s space "
+        line = (f"**{name}** ({_size(best)}): {gathered} in {best.model}'s space "
                 f"(kNN share {best.knn_share:.2f} against {best.knn_null_mean:.2f} for random "
                 f"sets, {p_text(best.knn_p, best.random_sets)}); most of it in "
                 f"{best.top_cluster or 'noise'} "

@@ -67,14 +67,13 @@ def check_planned_subgroups(
 def _planned_rows(config, plan, specs, sample: pd.Index) -> pd.DataFrame:
     """The sample's rows of the manifest, as the plan reads the datasets (DICOM header fields
     are read by the ingest job: a query on them is checked by the job, not here)."""
-    from cxratlas.ingest.datasets import ingest_datasets
+    from cxratlas.ingest.datasets import quick_manifest
     from cxratlas.io import write_frame
 
     path = CACHE / f"{plan.key[:24]}.parquet"
     if path.exists():
         return _with_dicom_columns(pd.read_parquet(path).set_index("image_id"), specs)
-    quick = [{**spec, "dicom_tags": False} for spec in specs]
-    manifest, _ = ingest_datasets(quick, config["privacy"], sampled=frozenset(sample))
+    manifest, _ = quick_manifest(specs, config["privacy"], sampled=frozenset(sample))
     rows = manifest[manifest["image_id"].isin(sample)].drop(columns=["path", "rel_path"])
     write_frame(rows, path)
     for old in sorted(CACHE.glob("*.parquet"), key=lambda p: p.stat().st_mtime_ns)[:-CACHE_KEPT]:

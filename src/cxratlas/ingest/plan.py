@@ -19,7 +19,6 @@ taken out of the per-shard files already written and out of the logs (`ingest.pr
 
 from __future__ import annotations
 
-import copy
 import fcntl
 import hashlib
 import json
@@ -260,7 +259,7 @@ def make_plan(
     (`cxratlas.config.UserConfig`), so that a default naming an absent column gives way while
     the user's own is an error; without it every setting is taken as a default."""
     from cxratlas.ingest.columns import ManifestNames
-    from cxratlas.ingest.datasets import dataset_specs, ingest_datasets
+    from cxratlas.ingest.datasets import dataset_specs, quick_manifest
     from cxratlas.ingest.sample import assign_shards
     from cxratlas.io import ManifestColumns
 
@@ -275,12 +274,10 @@ def make_plan(
         for note in cached.notes:
             say(note)
         return cached
-    # DICOM headers are read by the ingest job, not here: the plan must stay quick
-    quick = [{**copy.deepcopy(spec), "dicom_tags": False} for spec in specs]
     extends = committed is not None and committed.inputs_stamp == stamp
     previous = pd.read_parquet(SAMPLE_PATH) if extends else None
     held = frozenset(previous["image_id"]) if previous is not None else frozenset()
-    manifest, _ = ingest_datasets(quick, config["privacy"], sampled=held)
+    manifest, _ = quick_manifest(specs, config["privacy"], sampled=held)
     columns = ManifestColumns.of(manifest)
     check_analysis_settings(config, columns.findings)
     names = ManifestNames.of(manifest.columns, columns.attributes, specs)

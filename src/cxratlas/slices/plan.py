@@ -23,9 +23,8 @@ def plan_classifiers(config: dict[str, Any], plan, datasets: list[dict], check: 
         return pd.Index(proposed_ledger(plan)["image_id"])
 
     def manifest_ids() -> pd.Index:  # read again only when ids fall outside the sample
-        from cxratlas.ingest.datasets import ingest_datasets
+        from cxratlas.ingest.datasets import quick_manifest
 
-        quick = [{**spec, "dicom_tags": False} for spec in datasets]
-        return pd.Index(ingest_datasets(quick, config["privacy"])[0]["image_id"])
+        return pd.Index(quick_manifest(datasets, config["privacy"])[0]["image_id"])
 
     return check_classifiers(config, plan.findings, sample_ids, manifest_ids, plan.sample_sha)

@@ -210,11 +210,16 @@ def test_forty_images_give_rows_with_reasons_not_errors():
 def test_the_atlas_column_lists_each_images_flagged_slices(planted):
     stratum, meta, (table, members, _) = planted
     cols = slice_columns(table, members, list(meta.index))
-    assert set(cols) == {"slices_planted_sees"}  # the blind space flags nothing
+    assert set(cols) == {"slices_planted_sees", "slices_planted_blind"}
     lists = pd.Series(cols["slices_planted_sees"], index=meta.index)
     inside = lists.map(lambda v: any(x.startswith("effusion s") for x in v))
     assert inside[stratum & (meta["effusion"] == 1).to_numpy()].mean() > 0.4
     assert inside[~stratum].mean() < 0.02
+    # the blind space flags no slice of its own: only the site the failure follows, which is
+    # the same images on every map
+    blind = pd.Series(cols["slices_planted_blind"], index=meta.index)
+    assert set().union(*blind) == {"effusion site=B", "nodule site=B"}
+    assert (blind.str.len() > 0).to_numpy().tolist() == (meta["site"] == "B").tolist()
 
 
 def test_slice_settings_default_to_the_config_and_split_it(repo):
@@ -235,3 +240,52 @@ def test_a_finding_the_classifier_has_no_score_for_is_a_row_with_its_reason():
     assert len(nodule) == 1 and nodule["status"].iloc[0] == "skipped"
     assert "probes.parquet says why" in nodule["reason"].iloc[0]
     assert (r.table.loc[r.table["finding"] == "effusion", "status"] == "scored").any()
+
+
+def _site_world(n: int, seed: int, fails_at: str | None):
+    """Three sites in a space where none of them is visible (noise embeddings, no map): a
+    classifier right everywhere but inverted at `fails_at` (None: errors at random, 10 % of
+    each class everywhere, as many as the planted failure makes)."""
+    rng = np.random.default_rng(seed)
+    ids = np.array([f"i{i:05d}" for i in range(n)], dtype=object)
+    meta = pd.DataFrame({"patient_id": [f"p{i // 2}" for i in range(n)],
+                         "site": rng.choice(["A", "B", "C"], n, p=[0.45, 0.4, 0.15]),
+                         "sex": rng.choice(["F", "M"], n)},
+                        index=pd.Index(ids, name="image_id"))  # fmt: skip
+    for f in FINDINGS:
+        meta[f] = pd.array((rng.random(n) < 0.3).astype(int), dtype="Int8")
+    rows = []
+    for f in FINDINGS:
+        y = meta[f].to_numpy(int)
+        score = np.where(y == 1, rng.normal(3, 1, n), rng.normal(0, 1, n))
+        wrong = (meta["site"] == fails_at).to_numpy() if fails_at else rng.random(n) < 0.1
+        score = np.where(wrong, 3 - score, score)  # inverted there
+        rows.append(pd.DataFrame({"classifier": "vendor", "finding": f, "image_id": ids,
+                                  "label": y.astype(np.int8), "score": score}))  # fmt: skip
+    X = rng.normal(size=(n, 32)).astype(np.float32)
+    return meta, pd.concat(rows, ignore_index=True), {"m": (X, np.full(n, -1))}
+
+
+def test_a_classifier_failing_at_one_site_is_flagged_there_though_no_map_shows_the_site():
+    """The planted site (15 % of the images, AUROC inverted) is the classifier's flagged slice
+    in each finding, named by its value, and a lead says so; no other value is flagged."""
+    meta, pred, spaces = _site_world(800, 11, "C")
+    table, members, iso = run(pred, spaces, meta)
+    flagged = table[table["flagged"]]
+    attr = flagged[flagged["method"] == "attribute"]
+    assert sorted(attr["slice"]) == ["site=C", "site=C"] and set(attr["finding"]) == set(FINDINGS)
+    assert (attr["auroc_in_high"] < 0.5).all() and (attr["auroc_out"] > 0.9).all()
+    assert (attr["found_on"] == "manifest value").all()
+    got = members.merge(attr[["finding", "model", "slice"]])
+    assert set(got["image_id"]) == set(meta.index[meta["site"] == "C"])
+    assert iso["slices_flagged"].eq(0).all()  # not a slice of the map's: isolation leaves it
+    titles = [x.title for x in error_slice_leads(table, members)]
+    assert sum("in 111 images: those with site = C" in t for t in titles) == 2, titles
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_errors_at_random_flag_no_site_sex_or_other_slice(seed):
+    meta, pred, spaces = _site_world(800, seed, None)
+    table, _, _ = run(pred, spaces, meta)
+    assert not table["flagged"].any(), table[table["flagged"]]
+    assert (table["method"] == "attribute").sum() >= 4  # the values were tested

@@ -3,7 +3,7 @@ the slices that recur in several models' spaces joined, and which model's map is
 classifier's errors.
 
 - `p_adj`: Benjamini-Hochberg over every scored slice of a classifier (its findings, models,
-  mixture slices and map clusters): one family per classifier, so adding a classifier changes
+  mixture slices, map clusters and manifest values): one family per classifier, so adding a classifier changes
   no other's numbers. `flagged`: below `alpha` and an AUROC drop of `min_drop` or more (a
   large sample makes a drop of 0.01 significant; it is not where a classifier fails). Only
   flagged slices reach the atlas, the strips and the leads.
@@ -110,8 +110,10 @@ def recurrence(table: pd.DataFrame, members: pd.DataFrame, s: AcrossSettings) ->
 
 def isolation(table: pd.DataFrame, members: pd.DataFrame, findings: pd.DataFrame,
               s: AcrossSettings) -> pd.DataFrame:  # fmt: skip
-    """Per classifier, finding and model: how well the model's space isolates the errors."""
-    sig = table[significant(table)]
+    """Per classifier, finding and model: how well the model's space isolates the errors
+    (its mixture slices and map clusters: a manifest value's slice is the same in every
+    space, so it says nothing of one)."""
+    sig = table[significant(table) & (table["method"] != "attribute")]
     key = ["classifier", "finding", "model"]
     has_scored = set(table.loc[table["status"] == SCORED, key].itertuples(index=False, name=None))
     reasons = table[table["status"] != SCORED].drop_duplicates(key).set_index(key)["reason"]

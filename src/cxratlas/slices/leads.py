@@ -14,6 +14,7 @@ import pandas as pd
 from cxratlas.analysis.leads import IMAGES  # example thumbnails per lead
 from cxratlas.io import slice_column, slice_label
 from cxratlas.slices.across import significant
+from cxratlas.slices.search import ATTRIBUTE, MAP
 
 KIND = "error_slice"
 SLICES = "results/analysis/slices/slices.parquet"
@@ -58,13 +59,16 @@ def error_slice_leads(slices: pd.DataFrame, members: pd.DataFrame) -> list:
 
 
 def _subject(r, others: list[str]) -> str:
+    head = f"{r['classifier']} fails on {r['finding']} in {r['n_images']} images"
+    if r["method"] == "attribute":  # the same images whichever model's map shows them
+        return f"{head}: those with {r['slice'].replace('=', ' = ', 1)}"
     where = (
         f"a slice of {r['model']}'s space"
         if r["method"] == "mixture"
         else f"map cluster {r['cluster_name'] or r['slice']!r} of {r['model']}"
     )
     also = ", also found in the others' spaces" if others else ""
-    return f"{r['classifier']} fails on {r['finding']} in {r['n_images']} images: {where}{also}"
+    return f"{head}: {where}{also}"
 
 
 def _captions(members: pd.DataFrame, images: list[str], finding: str) -> dict[str, list[str]]:
@@ -80,8 +84,10 @@ def _captions(members: pd.DataFrame, images: list[str], finding: str) -> dict[st
 
 def _tested(found_on: str) -> str:
     """How the slice was tested, in words."""
-    if found_on == "map cluster":
+    if found_on == MAP:
         return "a cluster of the map, which nothing chose for its errors"
+    if found_on == ATTRIBUTE:
+        return "a value of a manifest column, each value tested, none chosen for its errors"
     if found_on == "both halves":
         return "found on both halves of the patients, each image placed by the other half's fit"
     other = {"half 1": "half 2", "half 2": "half 1"}[found_on]

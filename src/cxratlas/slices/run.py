@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from cxratlas.slices.describe import Describer
 from cxratlas.slices.mixture import MixtureSettings
 from cxratlas.slices.score import ScoreSettings, wrong_at, youden_threshold
 from cxratlas.slices.search import (
+    ATTRIBUTE,
     Found,
     Scorer,
     SearchSettings,
@@ -144,6 +146,14 @@ class Context:
     attributes: tuple[str, ...]
     thresholds: dict[str, float | None]  # every finding the classifier scores: its threshold
 
+    @cached_property
+    def groups(self) -> pd.DataFrame:
+        """Each image's subgroup columns (site, view, sex, age band, ...; NA unknown): every
+        value is a candidate slice in every finding (`attribute_rows`)."""
+        from cxratlas.subgroups import subgroup_frame
+
+        return subgroup_frame(self.manifest, self.attributes)
+
 
 def skipped(ctx: Context, finding: str, model: str, reason: str, **counts) -> dict:
     log.warning("slices %s / %s / %s skipped: %s", ctx.classifier, finding, model, reason)
@@ -228,24 +238,38 @@ def finding_slices(
         f"no mixture slice held {s.search.min_size} held-out images with "
         f"{s.search.score.min_class} of a class (analysis.slices.min_size, min_class)"),
         **d.counts)]  # fmt: skip
-    results = [(f, m, name) for (f, m), name in zip(results, _names(results), strict=True)]
-    results += [(f, m, f"c{c}") for f, m, c in cluster_rows(space.cluster[d.at], sc, s.search,
-                                                              s.alpha)]  # fmt: skip
+    results = [(f, m, name, "mixture")
+               for (f, m), name in zip(results, _names(results), strict=True)]  # fmt: skip
+    results += [(f, m, f"c{c}", "cluster") for f, m, c in cluster_rows(
+        space.cluster[d.at], sc, s.search, s.alpha)]  # fmt: skip
+    results += attribute_rows(ctx.groups.reindex(d.ids), sc, s)
     describer = Describer.of(ctx.manifest.reindex(d.ids), ctx.findings, ctx.attributes, finding)
     members = []
-    for f, m, name in results:
-        rows_out.append(_row(ctx, space, finding, name, f, m, d, describer))
+    for f, m, name, method in results:
+        rows_out.append(_row(ctx, space, finding, name, method, f, m, d, describer))
         if f is not None:
             members.append(_members(ctx, space.model, finding, name, f, d))
     return rows_out, members, total
 
 
-def _row(ctx, space, finding, name, f: Found | None, m: dict, d: Labelled, describer) -> dict:
+def attribute_rows(groups: pd.DataFrame, sc: Scorer, s: SliceSettings) -> list:
+    """(slice or None, numbers, "column=value", "attribute") per value of each subgroup column
+    (`groups`: a row per image of the finding, NA unknown), tested as the map's clusters are."""
+    out = []
+    for column in groups.columns:
+        codes, values = pd.factorize(groups[column])  # NA: -1, left out
+        out += [(f, m, f"{column}={values[c]}", "attribute") for f, m, c in cluster_rows(
+            codes, sc, s.search, s.alpha, found_on=ATTRIBUTE)]  # fmt: skip
+    return out
+
+
+def _row(ctx, space, finding, name, method, f: Found | None, m: dict, d: Labelled,
+         describer) -> dict:  # fmt: skip
     """A slice's table row; a slice with every number (`f`) is described too."""
     row = {"classifier": ctx.classifier, "finding": finding, "model": space.model,
-           "method": "cluster" if f is None else f.method, "slice": name, **m,
-           "threshold": d.threshold, "status": SCORED, "reason": "",
-           "cluster_name": space.names.get(name, "") if name.startswith("c") else ""}  # fmt: skip
+           "method": method, "slice": name, **m, "threshold": d.threshold, "status": SCORED,
+           "reason": "",
+           "cluster_name": space.names.get(name, "") if method == "cluster" else ""}  # fmt: skip
     if f is not None:
         part = describer.subset(np.flatnonzero(f.assessed))
         row["description"], row["attribute"] = part.describe(f.member[f.assessed],

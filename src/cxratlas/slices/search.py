@@ -10,7 +10,9 @@ one slice whose every image was placed by the fit on the other half; a slice fou
 only is assessed on the other half alone.
 
 The map's own clusters are scored the same way, on every image, all at once (`cluster_rows`):
-nothing chose them for their errors.
+nothing chose them for their errors. So is each value of the manifest's subgroup columns (site,
+dataset, view, sex, age band, vendor, ...): a failure that follows a site is found whether or
+not any model's space gathers that site.
 """
 
 from __future__ import annotations
@@ -52,11 +54,11 @@ class Found:
     """A slice over the finding's labelled images: its members, the images it is assessed on,
     each member's typicality (its responsibility under the fit that placed it)."""
 
-    method: str  # mixture | cluster
+    method: str  # mixture | cluster | attribute
     member: np.ndarray
     assessed: np.ndarray
     typicality: np.ndarray
-    found_on: str  # "both halves", "half 1", "half 2", "map cluster"
+    found_on: str  # "both halves", "half 1", "half 2", MAP, ATTRIBUTE
     cluster: int = -1
 
 
@@ -172,11 +174,17 @@ def scored(found: list[Found], sc: Scorer, s: SearchSettings, screen: float) -> 
     return out
 
 
-def cluster_rows(cluster: np.ndarray, sc: Scorer, s: SearchSettings, screen: float) -> list:
-    """(slice or None, numbers, cluster id) per map cluster (noise left out), on every image:
-    nothing chose them for their errors. All are tested at once; those below `screen` (the BH
-    level: no other can be flagged) get every number and a `Found`, the others their counts
-    and test (so BH counts them)."""
+MAP, ATTRIBUTE = "map cluster", "manifest value"  # `found_on` of slices nothing chose
+
+
+def cluster_rows(
+    cluster: np.ndarray, sc: Scorer, s: SearchSettings, screen: float, found_on: str = MAP
+) -> list:
+    """(slice or None, numbers, group id) per map cluster (noise left out), or per value of a
+    manifest column (`found_on` ATTRIBUTE; unknown: -1), on every image: nothing chose them
+    for their errors. All are tested at once; those below `screen` (the BH level: no other
+    can be flagged) get every number and a `Found`, the others their counts and test (so BH
+    counts them)."""
     ids = np.unique(cluster[cluster >= 0])
     if not len(ids):
         return []
@@ -191,8 +199,9 @@ def cluster_rows(cluster: np.ndarray, sc: Scorer, s: SearchSettings, screen: flo
         member = cluster == c
         metrics = slice_metrics(r, member, s.score) if p[g] < screen else None
         if metrics is not None:
-            found = Found("cluster", member, np.ones(len(member), bool), member.astype(float),
-                          "map cluster", int(c))  # fmt: skip
+            method = "cluster" if found_on == MAP else "attribute"
+            found = Found(method, member, np.ones(len(member), bool), member.astype(float),
+                          found_on, int(c))  # fmt: skip
             out.append((found, {**metrics, "z": z[g], "p": p[g]}, int(c)))
         else:
             out.append((None, {**counts[g], "z": z[g], "p": p[g]}, int(c)))

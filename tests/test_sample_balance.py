@@ -64,6 +64,24 @@ def test_a_biased_sample_is_flagged_on_the_console_and_in_the_table(capfd, tmp_p
     assert (tmp_path / "love.png").stat().st_size > 5000
 
 
+def test_a_sample_leaving_out_a_few_rows_flags_no_imbalance_against_them(capfd):
+    """250 of 252 rows drawn, the 2 left out both site B and LATERAL: their SMDs stay in the
+    table, none is an imbalance (an SMD against 2 rows is noise); 20 rows left out are judged."""
+    from cxratlas.analysis.representativeness import MIN_REST
+
+    archive = _archive(252, seed=3)
+    rest = archive[(archive["site"] == "B") & (archive["view_position"] == "LATERAL")][:2]
+    drawn = pd.Index(archive.loc[~archive.index.isin(rest.index), "image_id"])
+    table = sample_balance(archive.set_index("image_id"), drawn, ("effusion",), ("site",))
+    assert table["smd"].abs().max() > 1 and not table["imbalanced"].any()
+    assert warn_imbalance(table, strata=["site"]) == []
+    assert "WARNING" not in capfd.readouterr().err
+    left = archive.index[archive["site"] == "B"][:MIN_REST]  # 20 of site B left out: judged
+    drawn = pd.Index(archive["image_id"].drop(left))
+    table = sample_balance(archive.set_index("image_id"), drawn, (), ("site",))
+    assert table.loc[table["variable"] == "site", "imbalanced"].all()
+
+
 def test_the_whole_archive_as_sample_compares_nothing():
     archive = _archive(100)
     table = sample_balance(archive.set_index("image_id"), pd.Index(archive["image_id"]),

@@ -14,7 +14,8 @@ the sample with the rows left out:
 These are tableone's formulas (Yang & Dalton 2012), computed here rather than adding tableone to
 every environment for two lines. |SMD| above `SMD_LIMIT` (0.1, the usual threshold) is an
 imbalance: a warning on the console, in the report and in the summary. A sample that is the whole
-archive has no rows left out: its rows say so and nothing is compared.
+archive has no rows left out: its rows say so and nothing is compared; one that leaves out fewer
+than `MIN_REST` rows (20) keeps its SMDs but flags none (an SMD against 2 rows is noise).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from cxratlas.subgroups import subgroup_frame
 log = logging.getLogger(__name__)
 
 SMD_LIMIT = 0.1
+MIN_REST = 20  # rows left out below which no imbalance is judged: an SMD against 2 rows is noise
 MAX_LEVELS = 20  # values of one category listed, most common first; the rest are "other"
 COLUMNS = ["variable", "kind", "level", "n_archive", "archive", "n_sample", "sample",
            "n_rest", "rest", "smd", "tvd", "imbalanced"]  # fmt: skip
@@ -118,7 +120,9 @@ def sample_balance(
         if finding in manifest:
             rows.append(_finding_row(finding, finding_labels(manifest, finding), flags))
     table = pd.DataFrame(rows, columns=COLUMNS)
-    table["imbalanced"] = table["smd"].abs() > SMD_LIMIT
+    left_out = int((~in_sample).sum())
+    table["imbalanced"] = (table["smd"].abs() > SMD_LIMIT) & (left_out >= MIN_REST)
+    table.attrs["left_out"] = left_out
     return table
 
 
@@ -138,6 +142,14 @@ def warn_imbalance(table: pd.DataFrame, strata: list[str]) -> list[str]:
     from cxratlas.logs import alert
 
     lines = [imbalance_line(r, strata) for r in table[table["imbalanced"]].itertuples()]
+    left_out = table.attrs.get("left_out", MIN_REST)
+    if 0 < left_out < MIN_REST:
+        log.info(
+            "the sample leaves out %d row(s) of the archive: fewer than %d, so its balance "
+            "against them is not judged (their SMDs stay in the table)",
+            left_out,
+            MIN_REST,
+        )
     for line in lines:
         alert(log, "%s", line)
     return lines

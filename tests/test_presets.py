@@ -162,10 +162,54 @@ def test_nih_2017_trailing_commas_and_split_image_folders(tmp_path):
     assert m["no_finding"].tolist() == [0, 0, 1] and m["study_id"][1] == "3_1"
 
 
-def test_nih_unknown_finding_is_named(tmp_path):
-    (tmp_path / "d.csv").write_text("Image Index,Finding Labels\n1.png,Cardiomegaly|Pnuemonia\n")
-    with pytest.raises(ManifestError, match=r"unknown finding\(s\) \['Pnuemonia'\]"):
+def test_nih_unknown_or_blank_findings_are_named_with_their_lines(tmp_path):
+    rows = ["1.png,Cardiomegaly|Pnuemonia", "2.png,No Finding", "3.png,", "4.png,COVID-19|Effusion"]
+    (tmp_path / "d.csv").write_text("\n".join(["Image Index,Finding Labels", *rows]) + "\n")
+    with pytest.raises(
+        ManifestError,
+        match=(
+            r"d\.csv: column 'Finding Labels' holds \['\(blank\)', 'COVID-19', 'Pnuemonia'\] in 3 "
+            r"row\(s\) \(line\(s\) 2, 4, 5\).*'No Finding' for an image with none of them\. "
+            r"Labels of your own go in columns of their own, named in the dataset's label_columns"
+        ),
+    ):
         read_preset({"name": "n", "preset": "nih-cxr14", "manifest": str(tmp_path / "d.csv")})
+
+
+@pytest.mark.parametrize("preset", ["nih-cxr14", "chexpert"])
+def test_a_preset_carries_a_site_column_and_labels_of_your_own(tmp_path, preset):
+    """A release's layout plus the user's own columns: `keep_columns` (a site) and
+    `label_columns` (a COVID label, 1 / 0 / blank) are carried beside the release's findings;
+    a name the file lacks stops with the file's own columns listed."""
+    if preset == "nih-cxr14":
+        head, rows = "Image Index,Finding Labels,View Position", [
+            "a.png,Pneumonia,PA", "b.png,No Finding,AP", "c.png,Effusion,PA"]  # fmt: skip
+    else:
+        head, rows = "Path,Sex,Age,Frontal/Lateral,AP/PA,Pneumonia,Pleural Effusion", [
+            f"train/patient0000{i}/study1/view1_frontal.jpg,Male,60,Frontal,PA,{i % 2},"
+            for i in range(1, 4)]  # fmt: skip
+    rows = [f"{r},{site},{covid}" for r, site, covid in zip(rows, "ABA", "10 ", strict=True)]
+    for r in rows:
+        _jpg(tmp_path / r.split(",")[0])
+    (tmp_path / "d.csv").write_text("\n".join([f"{head},Site,covid_pos", *rows]) + "\n")
+    spec = {
+        "name": "n",
+        "preset": preset,
+        "manifest": str(tmp_path / "d.csv"),
+        "keep_columns": ["Site"],
+        "label_columns": ["covid_pos"],
+        "image_root": str(tmp_path),
+    }
+    m, _ = ingest_dataset(spec)
+    assert m["site"].tolist() == ["A", "B", "A"]
+    assert m["covid_pos"].tolist()[:2] == [1, 0] and pd.isna(m["covid_pos"].iloc[2])
+    assert "pneumonia" in m.columns
+    with pytest.raises(
+        ManifestError,
+        match=r"\['Sites'\] \(dataset\.keep_columns\) not found; the "
+        r"file's columns are \[.*'Site', 'covid_pos'\]",
+    ):
+        read_preset({**spec, "keep_columns": ["Sites"]})
 
 
 @pytest.fixture

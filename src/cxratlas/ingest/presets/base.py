@@ -46,3 +46,25 @@ def require(table: pd.DataFrame, columns: list[str], source: str, preset: str) -
             f"{source}: column(s) {missing} missing for preset {preset!r}; "
             f"columns are {list(table.columns)}"
         )
+
+
+def carry_user_columns(
+    table: pd.DataFrame, raw: pd.DataFrame, spec: dict[str, Any], source: str
+) -> list[str]:
+    """Copy the file's columns the dataset names in `keep_columns` (a site, a scanner) and
+    `label_columns` (labels of the user's own) into a preset's table, which holds only the
+    layout's own columns (`raw` row for row); returns the label columns, added to the preset's
+    findings. A name the file does not have stops here, listing the file's own columns."""
+    keep = list(spec.get("keep_columns") or [])
+    labels = list(spec.get("label_columns") or [])
+    for key, names in (("keep_columns", keep), ("label_columns", labels)):
+        absent = [c for c in names if c not in raw.columns and c not in table.columns]
+        if absent:
+            raise ManifestError(
+                f"{source}: column(s) {absent} (dataset.{key}) not found; the file's columns "
+                f"are {list(raw.columns)}"
+            )
+    for column in dict.fromkeys([*keep, *labels]):
+        if column not in table.columns:
+            table[column] = raw[column].to_numpy()
+    return labels

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from cxratlas.ingest.manifest import KNOWN_FINDINGS, ManifestError, read_table, snake_case
-from cxratlas.ingest.presets.base import Preset, RawTable, require
+from cxratlas.ingest.presets.base import Preset, RawTable, carry_user_columns, require
 
 PATH = re.compile(
     r"(?P<split>[^/]+)/(?P<patient>patient\d+)/(?P<study>study\d+)/(?P<view>[^/]+)\.\w+$"
@@ -41,7 +41,8 @@ def read(spec: dict[str, Any]) -> RawTable:
     labels = [c for c in raw.columns if snake_case(c) in KNOWN_FINDINGS and c not in ("Sex", "Age")]
     for col in labels:
         table[col] = raw[col]
-    return RawTable(table, {}, labels, source)
+    own = carry_user_columns(table, raw, spec, source)
+    return RawTable(table, {}, list(dict.fromkeys([*labels, *own])), source)
 
 
 def _path_parts(paths: pd.Series, source: str) -> pd.DataFrame:

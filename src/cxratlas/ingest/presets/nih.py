@@ -1,7 +1,9 @@
 """`nih-cxr14`: NIH ChestX-ray14's `Data_Entry_2017*.csv`.
 
 `Finding Labels` is split on `|` into one column per finding; images are found by file name
-anywhere under `image_root` (the release's `images_0NN/images/`).
+anywhere under `image_root` (the release's `images_0NN/images/`). Image ids are `Image Index`
+without `.png`. The dataset's `keep_columns` and `label_columns` carry further columns of the
+file (a site; labels of your own) beside the release's.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cxratlas.ingest.manifest import ManifestError
-from cxratlas.ingest.presets.base import Preset, RawTable, require
+from cxratlas.ingest.presets.base import Preset, RawTable, carry_user_columns, require
 
 FINDINGS = (
     "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema", "Fibrosis",
@@ -45,17 +48,23 @@ def read(spec: dict[str, Any]) -> RawTable:
     if "Patient ID" in raw and "Follow-up #" in raw:
         table["study_id"] = raw["Patient ID"] + "_" + raw["Follow-up #"]
     table = pd.concat([table, _finding_columns(raw["Finding Labels"].astype(str), source)], axis=1)
-    return RawTable(table, {}, list(FINDINGS), source)
+    own = carry_user_columns(table, raw, spec, source)
+    return RawTable(table, {}, [*FINDINGS, *own], source)
 
 
 def _finding_columns(labels: pd.Series, source: str) -> pd.DataFrame:
     findings = labels.str.split("|")
     known = {f.lower() for f in FINDINGS}
-    unknown = sorted({f for fs in findings for f in fs if f.strip().lower() not in known})
-    if unknown:
+    bad = findings.map(lambda fs: [f for f in fs if f.strip().lower() not in known])
+    rows = np.flatnonzero(bad.str.len().to_numpy() > 0)
+    if len(rows):
+        values = sorted({f.strip() or "(blank)" for fs in bad.iloc[rows] for f in fs})
+        lines = ", ".join(str(r + 2) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
         raise ManifestError(
-            f"{source}: column 'Finding Labels' holds unknown finding(s) {unknown[:5]}; "
-            f"known: {list(FINDINGS)}"
+            f"{source}: column 'Finding Labels' holds {values[:5]} in {len(rows)} row(s) "
+            f"(line(s) {lines}); the release writes one or more of {list(FINDINGS)} joined by "
+            "'|', and 'No Finding' for an image with none of them. Labels of your own go in "
+            "columns of their own, named in the dataset's label_columns"
         )
     sets = findings.map(lambda fs: {f.strip().lower() for f in fs})
     return pd.DataFrame(

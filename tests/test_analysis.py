@@ -344,3 +344,25 @@ def test_the_probe_table_marks_a_best_model_only_above_chance_and_separated():
     assert rows["g"] == ["0.52 (0.40-0.64)", "0.49 (0.37-0.61)"]
     diffs["separated"] = False
     assert probe_table(probes, diffs, ["a", "b"])[1][1] == "**0.90 (0.85-0.95)**"
+
+
+def test_what_only_a_model_sees_leaves_out_its_background_cluster(tmp_path):
+    """A model's own cluster that no other keeps together is named with a whole count; one
+    holding most of its images (the map's background, "mixed") is not something it sees."""
+    from types import SimpleNamespace
+
+    from cxratlas.analysis.summary import what_only_it_sees
+
+    pd.DataFrame({"separated": [False], "model_a": ["a"], "model_b": ["b"], "finding": ["x"],
+                  "auroc_a": [0.7], "auroc_b": [0.6], "ci_low": [-0.1],
+                  "ci_high": [0.2]}).to_parquet(tmp_path / "d.parquet")  # fmt: skip
+    pd.DataFrame({"model": ["a"] * 3, "cluster": [0, 1, 2], "size": [10.0, 202.0, 38.0],
+                  "jaccard": [0.2, 0.41, 0.9]}).to_parquet(tmp_path / "c.parquet")  # fmt: skip
+    pd.DataFrame({"metric": ["auroc"], "attribute": ["sex"], "model": ["a"], "value": [0.6],
+                  "ci_low": [0.5], "ci_high": [0.7]}).to_parquet(tmp_path / "a.pq")  # fmt: skip
+    i = SimpleNamespace(differences=tmp_path / "d.parquet", compare_clusters=tmp_path / "c.parquet",
+                        attributes=tmp_path / "a.pq")  # fmt: skip
+    s = SimpleNamespace(names={"a": {"c0": "c0 · LATERAL", "c1": "c1 · mixed"}})
+    text = what_only_it_sees("a", i, s)
+    assert "holds 'c0 · LATERAL' (10 images) together" in text
+    assert "mixed" not in text and "202" not in text and "c2" not in text

@@ -212,10 +212,12 @@ def what_only_it_sees(m: str, i: SummaryInputs, s: Study) -> str:
         .groupby("cluster")
         .agg(size=("size", "first"), best=("jaccard", "max"))
     )
-    for c, r in own[own["best"] < HELD_TOGETHER].iterrows():
+    # a cluster of most of the images is the map's background, not something a model sees
+    apart = own[(own["best"] < HELD_TOGETHER) & (own["size"] <= 0.5 * own["size"].sum())]
+    for c, r in apart.iterrows():
         name = s.names[m].get(f"c{c}", f"c{c}")
         parts.append(
-            f"holds {name!r} ({r['size']} images) together, which no other model "
+            f"holds {name!r} ({int(r['size'])} images) together, which no other model "
             f"keeps in one cluster (best match elsewhere: Jaccard {r['best']:.2f})"
         )
     parts += _stronger_attributes(m, pd.read_parquet(i.attributes))

@@ -91,3 +91,25 @@ def test_a_crowded_map_labels_what_fits_and_passes_the_figure_check(tmp_path, mo
     assert 20 <= drawn <= 30
     for record in (tmp_path / "checks").glob("*.json"):
         assert json.loads(record.read_text())["problems"] == []
+
+
+def test_a_tall_grid_of_small_multiples_keeps_its_title_clear_of_the_panels(tmp_path, monkeypatch):
+    """NIH's 15 findings and 4 attributes make a 5-row grid: the figure's title stays above the
+    first row's panel titles (the layout check finds no text over text)."""
+    import cxratlas.analysis.maps as maps
+    from cxratlas.figure_check import check_figure
+
+    reduced = _map()
+    n = len(reduced)
+    findings = tuple(f"finding_{i}" for i in range(15))
+    manifest = pd.DataFrame({"view_position": np.repeat(["PA", "LATERAL", "AP"], n // 3),
+                             "dataset": np.tile(["a", "b"], n // 2),
+                             "sex": np.tile(["F", "M"], n // 2),
+                             **{f: pd.array(np.tile([1, 0, 0], n // 3), "Int8")
+                                for f in findings}})  # fmt: skip
+    problems = []
+    monkeypatch.setattr(maps, "_save", lambda fig, out, model: problems.extend(
+        check_figure(fig).problems))  # fmt: skip
+    titles = maps.small_multiples(reduced, manifest, findings, (), "m", str(tmp_path / "m"))
+    assert len(titles) == 18
+    assert not [p for p in problems if "over" in str(p)], problems

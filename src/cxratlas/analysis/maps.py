@@ -204,7 +204,8 @@ def small_multiples(reduced: pd.DataFrame, manifest: pd.DataFrame, findings: tup
         axes.flat[0].text(0.5, 0.5, "no attribute with two values and no finding",
                           ha="center", va="center")  # fmt: skip
     fig.suptitle(f"{model}: the same map coloured by each attribute and finding", fontsize=10)
-    fig.tight_layout()
+    # tight_layout leaves the title out: keep half an inch above the panels whatever the height
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     _save(fig, out, model)
     return [p[0] for p in panels]
 

@@ -331,3 +331,24 @@ def test_checking_a_figure_leaves_it_as_drawn():
     before = texts()
     check_figure(fig)
     assert texts() == before
+
+
+def test_the_largest_gap_is_the_darkest_cell_and_an_unscored_cell_is_grey(tmp_path, monkeypatch):
+    """Gaps past 0.3 (0.35 here) are within the scale, at its dark end, not past it in the pale
+    colour a blank cell has; a cell with no number is grey, unlike any colour of the scale."""
+    import matplotlib.colors as mcolors
+
+    import cxratlas.analysis.shortcut_plots as sp
+
+    drawn = {}
+    monkeypatch.setattr(sp, "save_figure", lambda fig, path, **kw: drawn.update(
+        im=fig.axes[0].images[0]))  # fmt: skip
+    gaps = pd.DataFrame({"finding": "f", "model": ["a", "a", "b", "b"],
+                         "attribute": ["sex", "site", "sex", "site"],
+                         "gap": [0.05, 0.35, 0.32, np.nan], "separated": False})  # fmt: skip
+    sp.gap_heatmap(gaps.dropna(), str(tmp_path / "gaps.png"))
+    im = drawn["im"]
+    assert im.get_clim()[1] >= 0.35
+    lum = [np.dot(im.to_rgba(v)[:3], [0.2126, 0.7152, 0.0722]) for v in (0.05, 0.35)]
+    assert lum[1] < 0.3 < lum[0]  # the largest gap is dark, the smallest light
+    assert mcolors.to_hex(im.cmap.get_bad()) == sp.NOT_SCORED

@@ -12,9 +12,14 @@ from cxratlas.figures import save_figure
 NOTE_COLOUR = "dimgrey"  # 5.5:1 on white; matplotlib's "grey" is 3.9:1, below WCAG AA
 
 
-def _heatmap(ax, M: pd.DataFrame, fmt: str, vmin: float, vmax: float, marks=None):
+NOT_SCORED = "#c8c8c8"  # a cell with no number: grey, unlike any colour of the scale
+
+
+def _heatmap(ax, M: pd.DataFrame, fmt: str, vmin: float, vmax: float, marks=None,
+             cmap: str = "magma"):  # fmt: skip
     values = M.to_numpy(float)
-    im = ax.imshow(values, vmin=vmin, vmax=vmax, cmap="magma", aspect="auto")
+    scale = plt.get_cmap(cmap).with_extremes(bad=NOT_SCORED)
+    im = ax.imshow(np.ma.masked_invalid(values), vmin=vmin, vmax=vmax, cmap=scale, aspect="auto")
     ax.set_xticks(range(M.shape[1]), M.columns, rotation=40, ha="right", fontsize=8)
     ax.set_yticks(range(M.shape[0]), M.index, fontsize=8)
     starred = marks.to_numpy(bool) if marks is not None else np.zeros(values.shape, bool)
@@ -55,9 +60,11 @@ def gap_heatmap(gaps: pd.DataFrame, out_path: str) -> None:
         g = gaps.assign(row=gaps["finding"] + " / " + gaps["model"])
         M = g.pivot(index="row", columns="attribute", values="gap")
         marks = g.pivot(index="row", columns="attribute", values="separated").fillna(False)
-        fig.colorbar(_heatmap(ax, M, ".2f", 0.0, 0.3, marks), ax=ax, shrink=0.8,
-                     label="AUROC gap\n(best - worst subgroup)")  # fmt: skip
-        ax.set_title("Subgroup gaps (* CIs separate)", fontsize=10)
+        # the scale reaches the largest gap (darkest), so no gap is past its end
+        top = max(0.3, np.ceil(float(np.nanmax(M.to_numpy(float), initial=0)) * 20) / 20)
+        fig.colorbar(_heatmap(ax, M, ".2f", 0.0, top, marks, cmap="magma_r"), ax=ax,
+                     shrink=0.8, label="AUROC gap\n(best - worst subgroup)")  # fmt: skip
+        ax.set_title("Subgroup gaps (* CIs separate; grey: not scored)", fontsize=10)
     save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 

@@ -91,15 +91,22 @@ def confounding_plot(table: pd.DataFrame, out_path: str) -> None:
     for col, marker, label in zip(columns, "osx", ("pooled", f"within {site}", "metadata only"),
                                   strict=True):  # fmt: skip
         ax.scatter(table[col], y, marker=marker, label=label, zorder=3)
-    labels = [f"{'! ' if r.flagged else ''}{r.finding} / {r.model}" for r in table.itertuples()]
+    # a finding the images do not predict above chance is not audited: marked, not left to
+    # look like a large metadata gap that passed
+    unaudited = table.get("reason", pd.Series("", index=table.index)).astype(str).str.contains(
+        "not above chance") & ~table["flagged"].astype(bool)  # fmt: skip
+    marks = np.where(table["flagged"].astype(bool), "! ", np.where(unaudited, "? ", ""))
+    labels = [f"{m}{r.finding} / {r.model}" for m, r in zip(marks, table.itertuples(),
+                                                            strict=True)]  # fmt: skip
     ax.set_yticks(y, labels, fontsize=8)
-    for tick, flagged in zip(ax.get_yticklabels(), table["flagged"], strict=True):
-        tick.set_color("tab:red" if flagged else "k")
+    for tick, mark in zip(ax.get_yticklabels(), marks, strict=True):
+        tick.set_color({"! ": "tab:red", "? ": NOTE_COLOUR}.get(mark, "k"))
     ax.axvline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_xlim(low, 1.02)
     ax.set_ylim(-0.6, len(table) - 0.4)  # every row inside the frame, skipped ones too
     ax.set_xlabel("AUROC (out-of-fold)")
-    ax.set_title("Is it the disease or the site? (! possible shortcut)", fontsize=10)
+    ax.set_title("Is it the disease or the site?\n(! possible shortcut; ? not audited: the "
+                 "images' AUROC is not above chance)", fontsize=10)  # fmt: skip
     legend_beside(ax)
     save_figure(fig, out_path, dpi=120, bbox_inches="tight")
     plt.close(fig)

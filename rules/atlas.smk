@@ -24,6 +24,9 @@ rule atlas:
         names=expand("results/analysis/clusters/{model}/groups.parquet", model=MODELS),
         slices="results/analysis/slices/slices.parquet",
         slice_members="results/analysis/slices/members.parquet",
+        classifiers=expand(
+            "results/classifiers/{classifier}.parquet", classifier=CLASSIFIERS
+        ),
     output:
         atlas="results/atlas/atlas.parquet",
         state="results/atlas/state.json",

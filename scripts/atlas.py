@@ -2,7 +2,7 @@
 
 import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 
-from cxratlas.atlas.table import build_atlas
+from cxratlas.atlas.table import SliceFiles, build_atlas
 from cxratlas.io import by_model, write_json
 from cxratlas.logs import setup_logging
 
@@ -18,6 +18,8 @@ summary = build_atlas(
     metadata_columns=p.metadata_columns,
     ids_hashed=p.ids_hashed,
     names=by_model(snakemake.input.names),
-    slices=(snakemake.input.slices, snakemake.input.slice_members),
+    slices=SliceFiles(
+        snakemake.input.slices, snakemake.input.slice_members, tuple(snakemake.input.classifiers)
+    ),
 )
 write_json(summary, snakemake.output.summary)

@@ -289,3 +289,27 @@ def test_errors_at_random_flag_no_site_sex_or_other_slice(seed):
     table, _, _ = run(pred, spaces, meta)
     assert not table["flagged"].any(), table[table["flagged"]]
     assert (table["method"] == "attribute").sum() >= 4  # the values were tested
+
+
+def test_the_atlas_holds_each_classifiers_call_at_its_slices_threshold():
+    """call_<classifier>_<finding>: TP / TN / FP / FN at the threshold the slices were scored
+    at (a set threshold, or the Youden point), equal to the label against the score; an image
+    the classifier did not score is empty; a finding skipped without a threshold has none."""
+    from cxratlas.atlas.table import call_columns
+
+    meta, pred, spaces = _site_world(400, 5, "C")
+    table, _, _ = run(pred, spaces, meta)
+    ids = [*meta.index, "unscored"]
+    calls = call_columns(table, [pred], ids)
+    assert set(calls) == {"call_vendor_effusion", "call_vendor_nodule"}
+    for finding in FINDINGS:
+        got = pd.Series(calls[f"call_vendor_{finding}"], index=ids)
+        rows = pred[pred["finding"] == finding].set_index("image_id")
+        t = table.loc[table["finding"] == finding, "threshold"].dropna().iloc[0]
+        wrong = (rows["score"] >= t) != (rows["label"] == 1)
+        assert got[rows.index].isin(["FN", "FP"]).tolist() == wrong.tolist()
+        assert (got[rows.index[rows["label"] == 1]].isin(["TP", "FN"])).all()
+        assert calls[f"call_vendor_{finding}"][-1] is None  # "unscored"
+    no_threshold = table.assign(threshold=np.where(table["finding"] == "nodule", np.nan,
+                                                   table["threshold"]))  # fmt: skip
+    assert set(call_columns(no_threshold, [pred], ids)) == {"call_vendor_effusion"}

@@ -85,6 +85,13 @@ def test_the_probes_are_audited_out_of_the_box(demo_run):
     state = (demo_run / "results/atlas/state.json").read_text()
     for (c, m), _ in flagged.groupby(["classifier", "model"]):  # a count plot to click
         assert f'"field": "slices_{c}_{m}"' in state
+    # each probe's call on each image, where its finding was scored, to colour a map by
+    scored = table.dropna(subset=["threshold"])[["classifier", "finding"]].drop_duplicates()
+    assert len(scored)
+    for r in scored.itertuples():
+        calls = atlas.column(f"call_{r.classifier}_{r.finding}").to_pylist()
+        assert set(calls) <= {"TP", "TN", "FP", "FN", None} and {"TP", "TN"} <= set(calls)
+        assert f'"field": "call_{r.classifier}_{r.finding}"' in state
     for c in (f"probe_{m}" for m in MODELS):
         with Image.open(out / f"strips/{c}.png") as img:
             assert img.width >= 640 and img.height > 30

@@ -492,6 +492,16 @@ def slice_column(classifier: str, model: str) -> str:
     return f"{SLICES_PREFIX}{classifier}_{model}"
 
 
+CALLS_PREFIX = "call_"
+CALLS = ("TP", "TN", "FP", "FN")  # a classifier's call on an image against its label
+
+
+def call_column(classifier: str, finding: str) -> str:
+    """The atlas column holding a classifier's call on each image for one finding at the
+    threshold its error slices use: TP, TN, FP, FN, or empty where unlabelled or unscored."""
+    return f"{CALLS_PREFIX}{classifier}_{finding}"
+
+
 def slice_label(finding: str, slice_: str) -> str:
     """How a slice reads in the atlas and the leads: "pneumonia s1"."""
     return f"{finding} {slice_}"

@@ -10,6 +10,7 @@ from cxratlas.io import (
     ATLAS_AGREEMENT,
     ATLAS_FINDINGS,
     ATLAS_IMAGE,
+    CALLS_PREFIX,
     SLICES_PREFIX,
     AtlasModelColumns,
 )
@@ -38,6 +39,8 @@ def atlas_state(
     ends = tuple(f"_{m}" for m in models)
     charts += [_count_plot(c, is_list=True) for c in cols
                if c.startswith(SLICES_PREFIX) and c.endswith(ends)]  # fmt: skip
+    # ... and their calls (TP, TN, FP, FN): click FN to see where one misses
+    charts += [_count_plot(c) for c in cols if c.startswith(CALLS_PREFIX)]
     # brushing a histogram selects, e.g., the images the models disagree on, in every view
     charts += [histogram(f) for f in (ATLAS_AGREEMENT, *(c.outlier for c in own)) if f in cols]
     charts.append({"type": "instances", "title": "Images"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from cxratlas.io import (
     ATLAS_IMAGE,
     AtlasModelColumns,
     atlas_view_files,
+    call_column,
     pair_agreement_column,
     read_cluster_names,
     read_manifest,
@@ -77,14 +79,15 @@ def build_atlas(
     metadata_columns: list[str],
     ids_hashed: bool = True,
     names: dict[str, str] | None = None,
-    slices: tuple[str, str] | None = None,
+    slices: SliceFiles | None = None,
 ) -> dict[str, Any]:
     """Join the sample, its metadata, thumbnails and every model's reduction into the atlas.
 
     `names`: per model, its cluster report's groups table (`group`, `name`): the cluster names
     the atlas shows (without one, a cluster is named by its id). `slices`: the error slices'
     table and members (`slices.across`): a column per classifier and model lists each image's
-    flagged slices ("pneumonia s1"). Beside the state, each model's
+    flagged slices ("pneumonia s1"); with the classifiers' predictions, a column per classifier
+    and finding holds its call on each image (TP, TN, FP, FN). Beside the state, each model's
     one-model view (`io.atlas_view_files`) is written, its cluster names placed on its map.
 
     `metadata_columns` is the privacy allow-list; patient/study ids arrive hashed from ingest
@@ -107,8 +110,11 @@ def build_atlas(
     if len(tables) > 1:
         cols |= _agreement(tables, ids)
     if slices:
-        found = slice_columns(*map(pd.read_parquet, slices), ids)
+        table = pd.read_parquet(slices.table)
+        found = slice_columns(table, pd.read_parquet(slices.members), ids)
         cols |= {k: pa.array(v, pa.list_(pa.string())) for k, v in found.items()}
+        cols |= {k: pa.array(v, pa.string()) for k, v in call_columns(
+            table, [pd.read_parquet(p) for p in slices.classifiers], ids).items()}  # fmt: skip
     write_parquet(pa.table(cols), out_path)
     write_json(atlas_state(list(reduced), cols, columns.attributes), state_path)
     for m in tables:
@@ -229,6 +235,36 @@ def _model_columns(
         "noise_fraction": float((cluster == -1).mean()) if len(ids) else 0,
     }
     return cols, summary
+
+
+@dataclass(frozen=True)
+class SliceFiles:
+    """What the atlas reads of the error slices (`slices.across`) and the classifiers'
+    predictions (`results/classifiers/<name>.parquet`)."""
+
+    table: str
+    members: str
+    classifiers: tuple[str, ...] = ()
+
+
+def call_columns(table: pd.DataFrame, predictions: list[pd.DataFrame], ids: list[str]) -> dict:
+    """Per classifier and finding with a threshold (the one its slices were scored at), each
+    image's call against its label (`io.call_column`): colour a map by where it is wrong."""
+    thresholds = table.dropna(subset=["threshold"]).drop_duplicates(["classifier", "finding"])
+    at = thresholds.set_index(["classifier", "finding"])["threshold"]
+    out = {}
+    for pred in predictions:
+        for (classifier, finding), rows in pred.groupby(["classifier", "finding"], sort=False):
+            if (classifier, finding) not in at.index:
+                continue
+            positive = rows["score"].to_numpy(float) >= at[(classifier, finding)]
+            label = rows["label"].to_numpy(int) == 1
+            call = np.where(label, np.where(positive, "TP", "FN"), np.where(positive, "FP", "TN"))
+            by_id = pd.Series(call, index=rows["image_id"].to_numpy())
+            out[call_column(classifier, finding)] = [
+                None if pd.isna(v) else v for v in by_id.reindex(ids)
+            ]
+    return out
 
 
 def slice_columns(table: pd.DataFrame, members: pd.DataFrame, ids: list[str]) -> dict:

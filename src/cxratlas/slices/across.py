@@ -3,10 +3,10 @@ the slices that recur in several models' spaces joined, and which model's map is
 classifier's errors.
 
 - `p_adj`: Benjamini-Hochberg over every scored slice of a classifier (its findings, models,
-  mixture slices, map clusters and manifest values): one family per classifier, so adding a classifier changes
-  no other's numbers. `flagged`: below `alpha` and an AUROC drop of `min_drop` or more (a
-  large sample makes a drop of 0.01 significant; it is not where a classifier fails). Only
-  flagged slices reach the atlas, the strips and the leads.
+  mixture slices, map clusters and manifest values): one family per classifier, so adding a
+  classifier changes no other's numbers. `flagged`: below `alpha` and an AUROC drop of
+  `min_drop` or more (a large sample makes a drop of 0.01 significant; it is not where a
+  classifier fails). Only flagged slices reach the atlas, the strips and the leads.
 - `recurrence`: significant slices of one classifier and finding whose members overlap (Jaccard
   at least `recur_jaccard`, over the halves both were assessed on) are one finding, e.g.
   "pneumonia r1"; `recurs_in` counts the models whose spaces hold it.

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from cxratlas.ingest.datasets import ingest_dataset
-from cxratlas.ingest.manifest import ManifestError, normalise_label
+from cxratlas.ingest.manifest import ManifestError, normalise_label, snake_case
 from cxratlas.ingest.presets import read_preset
 
 
@@ -80,6 +80,19 @@ def test_mimic_cxr_jpg_layout_labels_per_study_and_split(mimic):
     assert m["consolidation"][2] == -1 and m["pneumonia"][2] == 1 and m["pneumothorax"][2] == 0
     assert m["pleural_effusion"].isna().all()
     assert m["split"].tolist() == ["train", "train", "test"] and set(m["dataset"]) == {"mimic"}
+
+
+ORIENTATION = "PatientOrientationCodeSequence_CodeMeaning"
+
+
+def test_mimic_carries_a_metadata_column_and_still_checks_a_joined_one(mimic):
+    """`keep_columns` may name a column of the metadata file (carried row for row before the
+    label and split joins) or of a joined file (the split): both reach the manifest."""
+    m, _ = ingest_dataset({**mimic, "keep_columns": [ORIENTATION, "split"]})
+    assert m[snake_case(ORIENTATION)].tolist() == ["Erect"] * 3
+    assert m["split"].tolist() == ["train", "train", "test"]
+    with pytest.raises(ManifestError, match=r"\['Orientation'\] \(dataset\.keep_columns\)"):
+        ingest_dataset({**mimic, "keep_columns": ["Orientation"]})
 
 
 def test_mimic_label_file_with_a_study_twice_is_named(mimic, tmp_path):

@@ -49,14 +49,17 @@ def require(table: pd.DataFrame, columns: list[str], source: str, preset: str) -
 
 
 def carry_user_columns(
-    table: pd.DataFrame, raw: pd.DataFrame, spec: dict[str, Any], source: str
+    table: pd.DataFrame, raw: pd.DataFrame, spec: dict[str, Any], source: str, strict=True
 ) -> list[str]:
     """Copy the file's columns the dataset names in `keep_columns` (a site, a scanner) and
     `label_columns` (labels of the user's own) into a preset's table, which holds only the
     layout's own columns (`raw` row for row); returns the label columns, added to the preset's
-    findings. A name the file does not have stops here, listing the file's own columns."""
+    findings. A name the file does not have stops here, listing the file's own columns
+    (`strict`; else it is left to the files the preset joins next)."""
     keep = list(spec.get("keep_columns") or [])
     labels = list(spec.get("label_columns") or [])
+    if not strict:
+        keep, labels = ([c for c in names if c in raw.columns] for names in (keep, labels))
     for key, names in (("keep_columns", keep), ("label_columns", labels)):
         absent = [c for c in names if c not in raw.columns and c not in table.columns]
         if absent:

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from cxratlas.ingest.manifest import ManifestError, read_table
-from cxratlas.ingest.presets.base import Preset, RawTable, require
+from cxratlas.ingest.presets.base import Preset, RawTable, carry_user_columns, require
 
 NAME = "mimic-cxr-jpg"
 
@@ -22,9 +22,13 @@ def read(spec: dict[str, Any]) -> RawTable:
     meta = read_table(spec["manifest"])
     require(meta, ["dicom_id", "subject_id", "study_id"], source, NAME)
     table = _images(meta)
-    labels = None
+    # the metadata file's own columns, row for row before the joins (a name in the label or
+    # split file is checked once those are joined)
+    own = carry_user_columns(table, meta, spec, source, strict=False)
+    labels = own or None
     if spec.get("labels"):
         table, labels = _join_labels(table, str(spec["labels"]))
+        labels = list(dict.fromkeys([*labels, *own]))
     if spec.get("split"):
         table = _join_split(table, str(spec["split"]))
     return RawTable(table, {}, labels, source)

@@ -335,6 +335,7 @@ rule summary:
         compare_clusters="results/analysis/compare/clusters.parquet",
         slices="results/analysis/slices/slices.parquet",
         slice_members="results/analysis/slices/members.parquet",
+        slice_isolation="results/analysis/slices/isolation.parquet",
         manifest="results/manifest.parquet",
         enrichment=expand(
             "results/analysis/clusters/{model}/enrichment.parquet", model=MODELS

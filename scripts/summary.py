@@ -5,10 +5,16 @@ import _bootstrap  # noqa: F401  (puts ../src on sys.path)
 import pandas as pd
 
 from cxratlas.analysis.leads import leads_table
-from cxratlas.analysis.summary import SummaryInputs, build_summary, write_landing, write_markdown
+from cxratlas.analysis.summary import (
+    Block,
+    SummaryInputs,
+    build_summary,
+    write_landing,
+    write_markdown,
+)
 from cxratlas.io import by_model, write_frame
 from cxratlas.logs import setup_logging
-from cxratlas.slices.leads import error_slice_leads
+from cxratlas.slices.leads import classifier_lines, error_slice_leads
 
 setup_logging(snakemake.log[0])
 i, p = snakemake.input, snakemake.params
@@ -28,8 +34,14 @@ inputs = SummaryInputs(
     max_noise=p.clusters["max_noise"],
 )  # fmt: skip
 # where a classifier fails: its flagged slices join the leads (kind error_slice)
-extra = error_slice_leads(pd.read_parquet(i.slices), pd.read_parquet(i.slice_members))
-blocks, leads = build_summary(inputs, extra)
+slices = pd.read_parquet(i.slices)
+extra = error_slice_leads(slices, pd.read_parquet(i.slice_members))
+# every classifier audited, flagged or not: a search that found nothing says what it searched
+audited = [
+    Block("h2", "Where classifiers fail", anchor="classifiers"),
+    Block("list", rows=classifier_lines(slices, pd.read_parquet(i.slice_isolation))),
+]
+blocks, leads = build_summary(inputs, extra, audited)
 write_frame(leads_table(leads), snakemake.output.leads)
 write_markdown(blocks, snakemake.output.markdown, snakemake.output.strips)
 write_landing(blocks, snakemake.output.landing)

@@ -313,3 +313,23 @@ def test_the_atlas_holds_each_classifiers_call_at_its_slices_threshold():
     no_threshold = table.assign(threshold=np.where(table["finding"] == "nodule", np.nan,
                                                    table["threshold"]))  # fmt: skip
     assert set(call_columns(no_threshold, [pred], ids)) == {"call_vendor_effusion"}
+
+
+def test_the_summary_says_what_was_searched_flagged_or_not():
+    """A line per classifier and finding: the planted site's finding names its flagged slice,
+    the null's says nothing was flagged and what was tested, a finding with too few positives
+    says why it was not searched."""
+    from cxratlas.slices.leads import classifier_lines
+
+    meta, pred, spaces = _site_world(800, 11, "C")
+    table, _, iso = run(pred, spaces, meta)
+    lines = classifier_lines(table, iso)
+    assert len(lines) == 2 and all("slices flagged (site=C; see the leads)" in x for x in lines)
+    assert lines[0].startswith("**vendor** on effusion (800 images, ")
+    meta, pred, spaces = _site_world(800, 21, None)
+    table, _, iso = run(pred, spaces, meta)
+    lines = classifier_lines(table, iso)
+    assert all("no slice flagged of " in x and " manifest values)" in x for x in lines), lines
+    few = table.assign(status="skipped", reason="too few positives: 3 (min 10)")
+    assert classifier_lines(few, iso)[0] == ("**vendor** on effusion: not searched: too few "
+                                             "positives: 3 (min 10)")  # fmt: skip

@@ -361,8 +361,11 @@ def subgroup_blocks(i: SummaryInputs) -> list[Block]:
     return [Block("h2", "Your subgroups", anchor="subgroups"), Block("list", rows=rows)]
 
 
-def build_summary(i: SummaryInputs, extra_leads: list[Lead] = ()) -> tuple[list[Block], list[Lead]]:
-    """The summary's blocks, and every lead ranked (the summary shows the first TOP_LEADS)."""
+def build_summary(
+    i: SummaryInputs, extra_leads: list[Lead] = (), extra_blocks: list[Block] = ()
+) -> tuple[list[Block], list[Lead]]:
+    """The summary's blocks, and every lead ranked (the summary shows the first TOP_LEADS);
+    `extra_blocks` (the classifiers' audit) follow the user's subgroups."""
     s = load_study(i)
     leads = find_leads(s, list(extra_leads))
     wanted = list(dict.fromkeys(x for lead in leads[:TOP_LEADS] for x in lead.images))
@@ -379,6 +382,7 @@ def build_summary(i: SummaryInputs, extra_leads: list[Lead] = ()) -> tuple[list[
                               f"of {len(leads)})", anchor="leads"))  # fmt: skip
     blocks.append(Block("leads", leads=[(x, strip(x, thumbs)) for x in leads[:TOP_LEADS]]))
     blocks += subgroup_blocks(i)
+    blocks += list(extra_blocks)
     blocks.append(Block("h2", "Checks", anchor="checks"))
     blocks.append(Block("list", rows=checks(i) or ["nothing to report"]))
     blocks.append(Block("h2", "Maps", anchor="maps"))

@@ -104,3 +104,40 @@ def _evidence(r) -> str:
         f"BH-adjusted p {r['p_adj']:.1e} ({_tested(r['found_on'])}); its images: "
         f"{r['description']}"
     )
+
+
+def classifier_lines(slices: pd.DataFrame, isolation: pd.DataFrame) -> list[str]:
+    """A line per classifier and finding for the summary: its images and errors, then how many
+    of the slices tested were flagged, or, where none was, what was tested (a null result is
+    a result), or why the finding was not searched."""
+    out = []
+    for (classifier, finding), rows in slices.groupby(["classifier", "finding"], sort=False):
+        head = f"**{classifier}** on {finding}"
+        scored = rows[rows["status"] == "scored"]
+        if scored.empty:
+            out.append(f"{head}: not searched: {rows['reason'].iloc[0]}")
+            continue
+        own = isolation[(isolation["classifier"] == classifier)
+                        & (isolation["finding"] == finding)]  # fmt: skip
+        if len(own):
+            head += (f" ({int(own['n_images'].iloc[0])} images, {int(own['errors'].iloc[0])} "
+                     f"errors at {scored['threshold'].iloc[0]:.3g})")  # fmt: skip
+        out.append(f"{head}: {_audited(scored)}")
+    return out
+
+
+def _audited(scored: pd.DataFrame) -> str:
+    """How many of a finding's tested slices were flagged, and what was tested."""
+    n = {m: int((scored["method"] == m).sum()) for m in ("mixture", "cluster", "attribute")}
+    what = (
+        f"{n['mixture']} mixture slices and {n['cluster']} map clusters over "
+        f"{scored['model'].nunique()} model(s)' spaces, {n['attribute']} manifest values"
+    )
+    flagged = scored[scored["flagged"].fillna(False).astype(bool)]
+    if flagged.empty:
+        return (
+            f"no slice flagged of {len(scored)} tested ({what}): no subset of these images "
+            "where it fails more than chance allows"
+        )
+    names = ", ".join(dict.fromkeys(flagged["slice"]))
+    return f"{len(flagged)} of {len(scored)} slices flagged ({names}; see the leads); {what}"

@@ -329,7 +329,9 @@ def test_the_summary_says_what_was_searched_flagged_or_not():
     meta, pred, spaces = _site_world(800, 21, None)
     table, _, iso = run(pred, spaces, meta)
     lines = classifier_lines(table, iso)
-    assert all("no slice flagged of " in x and " manifest values)" in x for x in lines), lines
+    assert all("no slice flagged of " in x and " manifest values in all)" in x for x in lines), (
+        lines
+    )
     few = table.assign(status="skipped", reason="too few positives: 3 (min 10)")
     assert classifier_lines(few, iso)[0] == ("**vendor** on effusion: not searched: too few "
                                              "positives: 3 (min 10)")  # fmt: skip

@@ -130,8 +130,8 @@ def _audited(scored: pd.DataFrame) -> str:
     """How many of a finding's tested slices were flagged, and what was tested."""
     n = {m: int((scored["method"] == m).sum()) for m in ("mixture", "cluster", "attribute")}
     what = (
-        f"{n['mixture']} mixture slices and {n['cluster']} map clusters over "
-        f"{scored['model'].nunique()} model(s)' spaces, {n['attribute']} manifest values"
+        f"over {scored['model'].nunique()} model(s)' spaces, {n['mixture']} mixture slices, "
+        f"{n['cluster']} map clusters and {n['attribute']} manifest values in all"
     )
     flagged = scored[scored["flagged"].fillna(False).astype(bool)]
     if flagged.empty:

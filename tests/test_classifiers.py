@@ -75,6 +75,30 @@ def test_a_sampled_image_without_a_row_is_named(tmp_path):
         check_predictions(spec, FINDINGS, SAMPLE.append(pd.Index(["img9"])), lambda: MANIFEST_IDS)
 
 
+def test_a_classifier_scored_on_part_of_the_sample_is_audited_there_when_asked(tmp_path, caplog):
+    """`unscored: skip`: the sampled images without a row are left out of its audit with a
+    warning (its test split), not a stop; the stop's message names the setting; a file that
+    scores none of the sample still stops."""
+    spec = predictions(tmp_path)
+    sample = SAMPLE.append(pd.Index(["img9"]))  # img9: sampled, not in its file
+    with pytest.raises(ClassifierError, match=r"set classifiers\.vendor\.unscored: skip"):
+        check_predictions(spec, FINDINGS, sample, lambda: MANIFEST_IDS.append(pd.Index(["img9"])))
+    skip = ClassifierSpec(**{**spec.__dict__, "unscored": "skip"})
+    with caplog.at_level("WARNING"):
+        check_predictions(skip, FINDINGS, sample, lambda: MANIFEST_IDS.append(pd.Index(["img9"])))
+    assert (
+        "1 of the 7 sampled images have no row, e.g. ['img9']; vendor audits the 6" in caplog.text
+    )
+    manifest = pd.DataFrame({"pneumonia": pd.array([1, 0, 1, 0, 0, 1, 1, 0, 1], dtype="Int8")},
+                            index=pd.Index([*MANIFEST_IDS, "img9"], name="image_id"))  # fmt: skip
+    table = normalise_predictions(skip, manifest, sample)
+    assert table["image_id"].tolist() == list(SAMPLE)  # img9 left out, no error
+    with pytest.raises(ClassifierError, match="scores none of them"):
+        check_predictions(
+            skip, FINDINGS, pd.Index(["img9"]), lambda: pd.Index(["img9", *MANIFEST_IDS])
+        )
+
+
 @pytest.mark.parametrize("name", ["preds.xlsx", "missing.csv"])
 def test_a_file_that_cannot_be_read_is_named(tmp_path, name):
     path = tmp_path / name

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from cxratlas.analysis.probes import KNOWN_ONLY, LabelPolicy
 PROBE_PREFIX = "probe_"
 PROBE_SCORES = "results/analysis/probes/scores.parquet"
 CHECKED_DIR = ".snakemake/cxratlas/classifiers"  # stamps of predictions files already checked
+log = logging.getLogger(__name__)
 EXAMPLES = 3  # ids named in an error message
 
 
@@ -49,6 +51,7 @@ class ClassifierSpec:
     findings: dict[str, str] = field(default_factory=dict)
     threshold: float | dict[str, float] | None = None
     probe: str | None = None
+    unscored: str = "stop"  # sampled images without a row: stop the plan, or skip them
 
     @property
     def key(self) -> str:
@@ -69,6 +72,7 @@ def classifier_specs(config: dict[str, Any]) -> dict[str, ClassifierSpec]:
     return {
         name: ClassifierSpec(
             name, str(e["predictions"]), e["id_column"], dict(e["findings"]), e["threshold"],
+            unscored=e.get("unscored", "stop"),
         )
         for name, e in entries.items()
     }  # fmt: skip
@@ -182,10 +186,18 @@ def check_predictions(
 
 def _check_coverage(pred: pd.DataFrame, spec: ClassifierSpec, sample_ids: pd.Index) -> None:
     missing = sample_ids.difference(pred["image_id"], sort=False)
-    if len(missing):
-        raise ClassifierError(f"{spec.predictions}: {len(missing)} of the {len(sample_ids)} "
-                              f"sampled images have no row, e.g. {list(missing[:EXAMPLES])} "
-                              f"({spec.key}; every sampled image needs a score)")  # fmt: skip
+    if not len(missing):
+        return
+    what = (f"{spec.predictions}: {len(missing)} of the {len(sample_ids)} sampled images have "
+            f"no row, e.g. {list(missing[:EXAMPLES])}")  # fmt: skip
+    if spec.unscored != "skip":
+        raise ClassifierError(f"{what} ({spec.key}; every sampled image needs a score, or set "
+                              f"{spec.key}.unscored: skip to audit it on the images it "
+                              "scored)")  # fmt: skip
+    if len(missing) == len(sample_ids):
+        raise ClassifierError(f"{what}: it scores none of them ({spec.key})")
+    log.warning("%s; %s audits the %d it scored (unscored: skip)", what, spec.name,
+                len(sample_ids) - len(missing))  # fmt: skip
     sampled = pred[pred["image_id"].isin(sample_ids)]
     for finding, column in spec.findings.items():
         blank = sampled[finding].isna().to_numpy()
@@ -248,6 +260,8 @@ def normalise_predictions(
         labels = finding_labels(manifest, finding, policy)
         labels = labels[labels.index.isin(sample_ids)]
         score = pred[finding].reindex(labels.index)
+        if spec.unscored == "skip":  # the images it did not score are not its to answer for
+            labels, score = labels[score.notna()], score.dropna()
         if score.isna().any():  # the plan checked this; a file changed since reads here
             raise ClassifierError(f"{spec.predictions}: sampled image "
                                   f"{score.index[score.isna()][0]!r} has no {finding} score "

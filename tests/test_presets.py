@@ -93,6 +93,8 @@ def test_mimic_carries_a_metadata_column_and_still_checks_a_joined_one(mimic):
     assert m["split"].tolist() == ["train", "train", "test"]
     with pytest.raises(ManifestError, match=r"\['Orientation'\] \(dataset\.keep_columns\)"):
         ingest_dataset({**mimic, "keep_columns": ["Orientation"]})
+    with pytest.raises(ManifestError, match=r"\['my_labl'\] \(dataset\.label_columns\) are in "):
+        ingest_dataset({**mimic, "label_columns": ["my_labl"]})
 
 
 def test_mimic_label_file_with_a_study_twice_is_named(mimic, tmp_path):

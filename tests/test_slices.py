@@ -324,7 +324,8 @@ def test_the_summary_says_what_was_searched_flagged_or_not():
     meta, pred, spaces = _site_world(800, 11, "C")
     table, _, iso = run(pred, spaces, meta)
     lines = classifier_lines(table, iso)
-    assert len(lines) == 2 and all("slices flagged (site=C; see the leads)" in x for x in lines)
+    assert len(lines) == 2 and all(": 1 of " in x and "slices flagged (site=C; see the leads)" in x
+                                   for x in lines)  # fmt: skip
     assert lines[0].startswith("**vendor** on effusion (800 images, ")
     meta, pred, spaces = _site_world(800, 21, None)
     table, _, iso = run(pred, spaces, meta)
@@ -335,3 +336,25 @@ def test_the_summary_says_what_was_searched_flagged_or_not():
     few = table.assign(status="skipped", reason="too few positives: 3 (min 10)")
     assert classifier_lines(few, iso)[0] == ("**vendor** on effusion: not searched: too few "
                                              "positives: 3 (min 10)")  # fmt: skip
+
+
+def test_a_failing_site_holding_most_images_is_tested_and_never_credited_to_a_map():
+    """Site A holds 60 % of the images (more than a map slice may): a classifier failing there
+    is flagged at site=A; a manifest value's copies in two spaces are one recurrence of their
+    own, never joined to a slice a map found."""
+    rng = np.random.default_rng(4)
+    meta, pred, _ = _site_world(600, 4, None)
+    meta["site"] = rng.choice(["A", "B"], len(meta), p=[0.6, 0.4])
+    at_a = pred["image_id"].map(meta["site"]).eq("A").to_numpy()
+    y = pred["label"].to_numpy()
+    pred["score"] = np.where(at_a, rng.normal(0, 1, len(y)), np.where(y == 1, 3.0, 0.0)
+                             + rng.normal(0, 1, len(y)))  # fmt: skip
+    X = rng.normal(size=(len(meta), 32)).astype(np.float32)
+    table, _, _ = run(pred, {"m1": (X, np.full(len(X), -1)), "m2": (X, np.full(len(X), -1))},
+                      meta)  # fmt: skip
+    flagged = table[table["flagged"]]
+    assert set(flagged.loc[flagged["method"] == "attribute", "slice"]) == {"site=A"}
+    attr = flagged[flagged["method"] == "attribute"]
+    assert (attr["recurs_in"] == 2).all()
+    for recurrence in attr["recurrence"]:  # nothing a map found shares its recurrence
+        assert set(flagged.loc[flagged["recurrence"] == recurrence, "method"]) == {"attribute"}

@@ -31,6 +31,7 @@ from cxratlas.slices.run import (
     TABLE_COLUMNS,
     AcrossSettings,
 )
+from cxratlas.slices.search import ATTRIBUTE
 
 ISOLATION_COLUMNS = ["classifier", "finding", "model", "n_images", "errors", "slices_flagged",
                      "best_slice", "best_drop", "best_lift", "errors_isolated", "images_held",
@@ -93,6 +94,12 @@ def recurrence(table: pd.DataFrame, members: pd.DataFrame, s: AcrossSettings) ->
         found = rows["found_on"].tolist()
 
         def linked(i, j, keys=keys, found=found):
+            # a manifest value is the same images in every space: it is one finding with its
+            # own copies, never joined to a slice a map found (that would credit the map)
+            if (found[i] == ATTRIBUTE) != (found[j] == ATTRIBUTE):
+                return False
+            if found[i] == ATTRIBUTE:
+                return keys[i][3] == keys[j][3]
             both = _halves(found[i]) & _halves(found[j])
             a, b = by_slice.get(keys[i]), by_slice.get(keys[j])
             return bool(both) and a is not None and b is not None and \

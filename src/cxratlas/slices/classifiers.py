@@ -185,19 +185,11 @@ def check_predictions(
 
 
 def _check_coverage(pred: pd.DataFrame, spec: ClassifierSpec, sample_ids: pd.Index) -> None:
+    """Every sampled image has a row (or, with `unscored: skip`, some have: the others are
+    left out with a warning), and every row of a sampled image has a score."""
     missing = sample_ids.difference(pred["image_id"], sort=False)
-    if not len(missing):
-        return
-    what = (f"{spec.predictions}: {len(missing)} of the {len(sample_ids)} sampled images have "
-            f"no row, e.g. {list(missing[:EXAMPLES])}")  # fmt: skip
-    if spec.unscored != "skip":
-        raise ClassifierError(f"{what} ({spec.key}; every sampled image needs a score, or set "
-                              f"{spec.key}.unscored: skip to audit it on the images it "
-                              "scored)")  # fmt: skip
-    if len(missing) == len(sample_ids):
-        raise ClassifierError(f"{what}: it scores none of them ({spec.key})")
-    log.warning("%s; %s audits the %d it scored (unscored: skip)", what, spec.name,
-                len(sample_ids) - len(missing))  # fmt: skip
+    if len(missing):
+        _unscored(spec, missing, len(sample_ids))
     sampled = pred[pred["image_id"].isin(sample_ids)]
     for finding, column in spec.findings.items():
         blank = sampled[finding].isna().to_numpy()
@@ -208,6 +200,19 @@ def _check_coverage(pred: pd.DataFrame, spec: ClassifierSpec, sample_ids: pd.Ind
             raise ClassifierError(f"{spec.predictions}, column {column!r}: {int(blank.sum())} "
                                   f"sampled image(s) have no score, e.g. {examples} "
                                   f"({spec.key}.findings.{finding})")  # fmt: skip
+
+
+def _unscored(spec: ClassifierSpec, missing: pd.Index, sampled: int) -> None:
+    what = (f"{spec.predictions}: {len(missing)} of the {sampled} sampled images have no row, "
+            f"e.g. {list(missing[:EXAMPLES])}")  # fmt: skip
+    if spec.unscored != "skip":
+        raise ClassifierError(f"{what} ({spec.key}; every sampled image needs a score, or set "
+                              f"{spec.key}.unscored: skip to audit it on the images it "
+                              "scored)")  # fmt: skip
+    if len(missing) == sampled:
+        raise ClassifierError(f"{what}: it scores none of them ({spec.key})")
+    log.warning("%s; %s audits the %d it scored (unscored: skip)", what, spec.name,
+                sampled - len(missing))  # fmt: skip
 
 
 def _stamp(spec: ClassifierSpec, sample_sha: str) -> Path:

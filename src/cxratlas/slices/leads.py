@@ -127,7 +127,10 @@ def classifier_lines(slices: pd.DataFrame, isolation: pd.DataFrame) -> list[str]
 
 
 def _audited(scored: pd.DataFrame) -> str:
-    """How many of a finding's tested slices were flagged, and what was tested."""
+    """How many of a finding's tested slices were flagged, and what was tested (a manifest
+    value counted once: it is the same images in every model's space)."""
+    value = scored["method"] == "attribute"
+    scored = pd.concat([scored[~value], scored[value].drop_duplicates("slice")])
     n = {m: int((scored["method"] == m).sum()) for m in ("mixture", "cluster", "attribute")}
     what = (
         f"over {scored['model'].nunique()} model(s)' spaces, {n['mixture']} mixture slices, "
@@ -139,5 +142,6 @@ def _audited(scored: pd.DataFrame) -> str:
             f"no slice flagged of {len(scored)} tested ({what}): no subset of these images "
             "where it fails more than chance allows"
         )
-    names = ", ".join(dict.fromkeys(flagged["slice"]))
+    names = ", ".join(r.slice if r.method == "attribute" else f"{r.model} {r.slice}"
+                      for r in flagged.itertuples())  # fmt: skip
     return f"{len(flagged)} of {len(scored)} slices flagged ({names}; see the leads); {what}"

@@ -32,9 +32,14 @@ from cxratlas.slices.score import (
 
 MAX_SHARE = 0.5  # a "slice" of more than half the images is the background of the rest
 
+MAP, ATTRIBUTE = "map cluster", "manifest value"  # `found_on` of slices nothing chose
 
-def _sized(n: int, of: int, s: SearchSettings) -> bool:
-    """Whether `n` of `of` assessed images make a slice: `min_size` of them, at most half."""
+
+def _sized(n: int, of: int, s: SearchSettings, found_on: str = "") -> bool:
+    """Whether `n` of `of` assessed images make a slice: `min_size` of them, at most half (a
+    manifest value may hold more, a site with 60 % of the images: `min_size` stay outside)."""
+    if found_on == ATTRIBUTE:
+        return s.min_size <= n <= of - s.min_size
     return s.min_size <= n <= MAX_SHARE * of
 
 
@@ -174,9 +179,6 @@ def scored(found: list[Found], sc: Scorer, s: SearchSettings, screen: float) -> 
     return out
 
 
-MAP, ATTRIBUTE = "map cluster", "manifest value"  # `found_on` of slices nothing chose
-
-
 def cluster_rows(
     cluster: np.ndarray, sc: Scorer, s: SearchSettings, screen: float, found_on: str = MAP
 ) -> list:
@@ -194,7 +196,7 @@ def cluster_rows(
     counts = _counts(group, len(ids), r)
     out = []
     for g, c in enumerate(ids):
-        if not _sized(counts[g]["n_images"], len(cluster), s):
+        if not _sized(counts[g]["n_images"], len(cluster), s, found_on):
             continue
         member = cluster == c
         metrics = slice_metrics(r, member, s.score) if p[g] < screen else None

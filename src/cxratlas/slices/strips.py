@@ -66,7 +66,10 @@ def write_strips(table: pd.DataFrame, members: pd.DataFrame, manifest_path: str,
             m = by_slice[tuple(r[key])].set_index("image_id").loc[picks[tuple(r[key])]]
             n_spaces = int(spaces[(classifier, r["recurrence"])])
             also = f" (recurs in {n_spaces} spaces)" if n_spaces > 1 else ""
-            title = (f"{r['model']} · {slice_label(r['finding'], r['slice'])}{also} · "
+            where = r["model"]
+            if r["method"] == "attribute":  # the same images on every map
+                where, also = "manifest", ""
+            title = (f"{where} · {slice_label(r['finding'], r['slice'])}{also} · "
                      f"n={r['n_images']} · {r['metric'].upper()} {r['auroc_in']:.2f} vs "
                      f"{r['auroc_out']:.2f} outside · p_adj {r['p_adj']:.1e} · "
                      f"{r['description']}")  # fmt: skip

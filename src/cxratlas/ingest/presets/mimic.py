@@ -31,6 +31,12 @@ def read(spec: dict[str, Any]) -> RawTable:
         labels = list(dict.fromkeys([*labels, *own]))
     if spec.get("split"):
         table = _join_split(table, str(spec["split"]))
+    absent = [c for c in spec.get("label_columns") or [] if c not in table.columns]
+    if absent:
+        raise ManifestError(
+            f"{source}: label column(s) {absent} (dataset.label_columns) are in neither the "
+            f"metadata nor the label file; their columns are {list(table.columns)}"
+        )
     return RawTable(table, {}, labels, source)
 
 

@@ -493,7 +493,14 @@ def slice_column(classifier: str, model: str) -> str:
 
 
 CALLS_PREFIX = "call_"
-CALLS = ("TP", "TN", "FP", "FN")  # a classifier's call on an image against its label
+
+
+def classifier_calls(label, score, threshold: float) -> np.ndarray:
+    """A classifier's call on each image against its label, positive at score >= threshold:
+    "TP", "TN", "FP" or "FN" (the atlas's call columns, the slices' strip captions)."""
+    positive = np.asarray(score, float) >= threshold
+    true = np.asarray(label) == 1
+    return np.where(true, np.where(positive, "TP", "FN"), np.where(positive, "FP", "TN"))
 
 
 def call_column(classifier: str, finding: str) -> str:

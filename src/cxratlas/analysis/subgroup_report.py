@@ -167,15 +167,6 @@ def _caption(row: pd.Series, findings: tuple[str, ...]) -> list[str]:
             ", ".join(positive) or "no positive finding"]  # fmt: skip
 
 
-def _fitted(text: str, font, width: int) -> str:
-    """`text`, cut with an ellipsis to fit `width` pixels."""
-    if font.getlength(text) <= width:
-        return text
-    while text and font.getlength(text + "…") > width:
-        text = text[:-1]
-    return text + "…"
-
-
 def sheet_members(study: Study, mask: np.ndarray, k: int, seed: int) -> pd.Index:
     """`k` seeded random members (all of them in a smaller subgroup), in atlas order."""
     rows = np.flatnonzero(mask)
@@ -206,6 +197,7 @@ def captioned_sheet(items: list[tuple[bytes | None, list[str]]], title: str, col
     """One PNG: the thumbnails in a grid, each with its caption lines under it."""
     from PIL import Image, ImageDraw
 
+    from cxratlas.analysis.strips import fit
     from cxratlas.analysis.strips import font as sheet_font
 
     font, pad, line = sheet_font(11), 6, 13
@@ -224,7 +216,7 @@ def captioned_sheet(items: list[tuple[bytes | None, list[str]]], title: str, col
                 img.thumbnail((thumb, thumb))
                 sheet.paste(img, (x, y))
         for j, text in enumerate(caption):
-            draw.text((x, y + thumb + 1 + j * line), _fitted(text, font, cell_w - 2), fill=60,
+            draw.text((x, y + thumb + 1 + j * line), fit(text, cell_w - 2, font), fill=60,
                       font=font)  # fmt: skip
     buf = io.BytesIO()
     sheet.save(buf, format="PNG", optimize=True)

@@ -29,6 +29,7 @@ from cxratlas.io import (
     AtlasModelColumns,
     atlas_view_files,
     call_column,
+    classifier_calls,
     pair_agreement_column,
     read_cluster_names,
     read_manifest,
@@ -257,9 +258,7 @@ def call_columns(table: pd.DataFrame, predictions: list[pd.DataFrame], ids: list
         for (classifier, finding), rows in pred.groupby(["classifier", "finding"], sort=False):
             if (classifier, finding) not in at.index:
                 continue
-            positive = rows["score"].to_numpy(float) >= at[(classifier, finding)]
-            label = rows["label"].to_numpy(int) == 1
-            call = np.where(label, np.where(positive, "TP", "FN"), np.where(positive, "FP", "TN"))
+            call = classifier_calls(rows["label"], rows["score"], at[(classifier, finding)])
             by_id = pd.Series(call, index=rows["image_id"].to_numpy())
             out[call_column(classifier, finding)] = [
                 None if pd.isna(v) else v for v in by_id.reindex(ids)

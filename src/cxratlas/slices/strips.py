@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cxratlas.io import slice_label
+from cxratlas.io import classifier_calls, slice_label
 from cxratlas.slices.across import significant
 from cxratlas.slices.leads import typical_images
 from cxratlas.slices.plots import Tile, strip_sheet
 from cxratlas.slices.run import AcrossSettings
 from cxratlas.subgroups import subgroup_frame
-
-CALLS = {(1, True): "TP", (1, False): "FN", (0, True): "FP", (0, False): "TN"}
 
 
 def _value(meta: pd.DataFrame, groups: pd.DataFrame, column: str, image: str) -> str:
@@ -34,7 +32,7 @@ def _value(meta: pd.DataFrame, groups: pd.DataFrame, column: str, image: str) ->
 def tiles(rows: pd.DataFrame, meta, groups, column: str, thumbs: dict, threshold: float) -> list:
     out = []
     for r in rows.itertuples(index=False):
-        call = CALLS[(int(r.label), bool(r.score >= threshold))]
+        call = classifier_calls([r.label], [r.score], threshold)[0]
         caption = [f"{call} · y={int(r.label)}", f"score {r.score:.3g}"]
         caption += [_value(meta, groups, column, r.image_id)] if column else []
         out.append(Tile(thumbs.get(r.image_id), caption))

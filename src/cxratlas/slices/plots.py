@@ -110,7 +110,7 @@ def isolation_figure(iso: pd.DataFrame, out_path: str) -> None:
                     color=text_colour_on(cmap(v)))  # fmt: skip
         ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
         ax.set_yticks(range(grid.shape[0]), grid.index)
-        ax.set_title(f"{name}:\nthe errors its flagged slices hold", fontsize=9)
+        ax.set_title(f"{name}:\nthe errors its flagged map slices hold", fontsize=9)
     fig.tight_layout()
     save_figure(fig, out_path, dpi=120)
     plt.close(fig)
